@@ -1,0 +1,6 @@
+"""fastbp: fast CPU training of multilayer perceptrons with backpropagation."""
+
+from fastbp._version import __version__
+from fastbp.model import History, Model, TrainingDivergedError
+
+__all__ = ["History", "Model", "TrainingDivergedError", "__version__"]

@@ -1,0 +1,33 @@
+"""Names of activations, losses and optimizers -> the small ints kernels branch on.
+
+Kernels never see strings: the API translates names once, here, and passes a tiny
+int64 ``codes`` array ``[hidden, output, loss]``.
+"""
+
+SIGMOID, TANH, RELU, LEAKY_RELU, LINEAR, SOFTMAX = 0, 1, 2, 3, 4, 5
+MSE, CROSS_ENTROPY = 0, 1
+SGD, ADAM = 0, 1
+
+HIDDEN = {
+    "sigmoid": SIGMOID,
+    "tanh": TANH,
+    "relu": RELU,
+    "leaky_relu": LEAKY_RELU,
+    "linear": LINEAR,
+}
+OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX, "tanh": TANH}
+LOSS = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+OPTIMIZER = {"sgd": SGD, "adam": ADAM}
+INIT = ("xavier", "he", "normal", "uniform", "zeros")
+DTYPES = ("float32", "float64")
+
+# Outputs that cross_entropy fits: for both, delta^L = a^L - t.
+CROSS_ENTROPY_OUTPUTS = ("softmax", "sigmoid")
+
+LEAKY_SLOPE = 0.01
+
+# Indices into the float64 ``hyper`` array handed to the training kernels.
+H_OPT, H_LR, H_MOMENTUM, H_NESTEROV, H_WD, H_BETA1, H_BETA2, H_EPS = range(8)
+N_HYPER = 8
+ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults
+ADAM_EPS = 1e-8

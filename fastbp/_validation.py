@@ -1,0 +1,186 @@
+"""Every check of user input; the only place that raises for bad input.
+
+Each function returns a NEW array when it converts (the user's array is never
+written), or raises ``TypeError`` (wrong kind of thing) / ``ValueError`` (right
+kind, wrong value) with a message naming the argument and what was expected.
+"""
+
+import numbers
+
+import numpy as np
+
+from fastbp import _codes
+
+
+def _describe(value):
+    return f"{type(value).__name__} {value!r}" if np.ndim(value) == 0 else type(value).__name__
+
+
+def check_choice(name, value, choices):
+    """``value`` must be one of the strings ``choices``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be one of {sorted(choices)}, got {_describe(value)}")
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, got {value!r}")
+    return value
+
+
+def check_positive_int(name, value):
+    """A positive integer (Python or NumPy int, never bool or float)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a positive integer, got {_describe(value)}")
+    if value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value}")
+    return int(value)
+
+
+def check_nonneg_float(name, value):
+    """A finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a non-negative real number, got {_describe(value)}")
+    value = float(value)
+    if not np.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
+def check_bool(name, value):
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
+
+
+def check_sizes(sizes):
+    """[n_in, h1, ..., n_out]: at least two positive ints."""
+    if isinstance(sizes, (str, bytes)) or not hasattr(sizes, "__len__"):
+        raise TypeError(f"sizes must be a list of layer widths, got {_describe(sizes)}")
+    if len(sizes) < 2:
+        raise ValueError(f"sizes needs at least two entries (inputs, outputs), got {list(sizes)}")
+    out = []
+    for k, n in enumerate(sizes):
+        if isinstance(n, bool) or not isinstance(n, numbers.Integral):
+            raise TypeError(f"sizes[{k}] must be an integer, got {_describe(n)}")
+        if n < 1:
+            raise ValueError(f"sizes[{k}] must be a positive width, got {n}")
+        out.append(int(n))
+    return tuple(out)
+
+
+def check_init(init):
+    """A scheme name or a finite real constant."""
+    if isinstance(init, str):
+        return check_choice("init", init, _codes.INIT)
+    if isinstance(init, bool) or not isinstance(init, numbers.Real):
+        raise TypeError(f"init must be one of {list(_codes.INIT)} or a number, got {_describe(init)}")
+    if not np.isfinite(init):
+        raise ValueError(f"init must be a finite constant, got {init}")
+    return float(init)
+
+
+def check_dtype(dtype):
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        raise TypeError(f"dtype must be 'float32' or 'float64', got {_describe(dtype)}") from None
+    if dt.name not in _codes.DTYPES:
+        raise ValueError(f"dtype must be 'float32' or 'float64', got {dt.name!r}")
+    return dt
+
+
+def check_seed(seed):
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise TypeError(f"seed must be None or a non-negative integer, got {_describe(seed)}")
+    return int(seed)
+
+
+def _as_real_array(name, value):
+    """np.asarray that only accepts real numbers (bool, int, uint, float)."""
+    if isinstance(value, (str, bytes)):
+        raise TypeError(f"{name} must be an array of real numbers, got a string")
+    try:
+        arr = np.asarray(value)
+    except Exception as exc:  # ragged lists and the like
+        raise ValueError(f"{name} could not be read as an array: {exc}") from None
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _check_finite_fits(name, arr, dtype):
+    """No NaN/inf, and every value representable in ``dtype``."""
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        if arr.size and np.abs(arr).max() > np.finfo(dtype).max:
+            raise ValueError(
+                f"{name} has values beyond the range of the model's {dtype.name} "
+                f"(|x| <= {np.finfo(dtype).max:.3g})"
+            )
+
+
+def check_X(name, X, n_features, dtype, allow_1d=False):
+    """Return a C-contiguous ``dtype`` copy/view of X as 2-D and whether it was 1-D."""
+    arr = _as_real_array(name, X)
+    one_sample = arr.ndim == 1 and allow_1d
+    if one_sample:
+        arr = arr[np.newaxis, :]
+    if arr.ndim != 2:
+        expected = "1-D (one sample) or 2-D" if allow_1d else "2-D"
+        raise ValueError(f"{name} must be {expected} (n_samples, {n_features}), got {arr.ndim}-D")
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it needs at least one sample")
+    if arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features per sample, the model expects {n_features}"
+        )
+    _check_finite_fits(name, arr, dtype)
+    return np.ascontiguousarray(arr, dtype=dtype), one_sample
+
+
+def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy):
+    """Targets as a C-contiguous (n_samples, n_out) ``dtype`` array.
+
+    Accepts (n, n_out) targets, 1-D integer class labels when n_out > 1 (one-hot
+    encoded here) or 1-D values when n_out == 1.
+    """
+    arr = _as_real_array(name, Y)
+    if arr.ndim == 1 and n_out > 1:
+        if arr.dtype.kind == "f":
+            if not np.isfinite(arr).all():
+                raise ValueError(f"{name} contains NaN or infinity")
+            if not np.array_equal(arr, np.round(arr)):
+                raise ValueError(f"{name} as 1-D class labels must be integers 0..{n_out - 1}")
+        if arr.size and (arr.min() < 0 or arr.max() > n_out - 1):
+            raise ValueError(
+                f"{name} has class labels outside 0..{n_out - 1} "
+                f"(found {arr.min()}..{arr.max()}) for a model with {n_out} outputs"
+            )
+        labels = arr.astype(np.int64)
+        T = np.zeros((arr.shape[0], n_out), dtype=dtype)
+        T[np.arange(arr.shape[0]), labels] = 1
+    elif arr.ndim == 1:
+        T = arr.reshape(-1, 1)
+    elif arr.ndim == 2:
+        if arr.shape[1] != n_out:
+            raise ValueError(f"{name} has {arr.shape[1]} columns, the model has {n_out} outputs")
+        T = arr
+    else:
+        raise ValueError(f"{name} must be 1-D or 2-D (n_samples, {n_out}), got {arr.ndim}-D")
+    if T.shape[0] != n_samples:
+        raise ValueError(
+            f"{name} has {T.shape[0]} samples but X has {n_samples}: lengths must match"
+        )
+    _check_finite_fits(name, T, dtype)
+    if cross_entropy and T.size and (T.min() < 0 or T.max() > 1):
+        raise ValueError(f"{name} targets for cross_entropy must lie in [0, 1]")
+    return np.ascontiguousarray(T, dtype=dtype)
+
+
+def check_validation_data(value):
+    if not isinstance(value, (tuple, list)) or len(value) != 2:
+        raise TypeError(
+            f"validation_data must be a tuple (X_val, Y_val), got {_describe(value)}"
+        )
+    return value

@@ -1,0 +1,401 @@
+"""The public Model: validate -> convert -> one kernel call -> wrap."""
+
+import io
+import json
+import os
+import tempfile
+import time
+import zipfile
+
+import numba
+import numpy as np
+
+from fastbp import _codes
+from fastbp import _validation as v
+from fastbp._version import __version__
+from fastbp.kernels import forward as kforward
+from fastbp.kernels import train as ktrain
+from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
+
+_FORMAT = "fastbp-model"
+_FORMAT_VERSION = 1
+# Rows of scratch per chunk when a whole data set goes through ``dataset_pass``:
+# a fixed size (not the thread count) keeps sums identical at any thread count.
+_PASS_CHUNK = 256
+
+
+class TrainingDivergedError(FloatingPointError):
+    """The loss or the parameters became NaN/inf during ``fit``."""
+
+
+class History:
+    """Per-epoch records of one ``fit`` call.
+
+    ``history`` maps "loss", "samples_per_second" and, with validation data,
+    "val_loss" and "val_accuracy" (classifiers) to lists with one entry per epoch.
+    """
+
+    def __init__(self):
+        self.history = {"loss": [], "samples_per_second": []}
+        self.epochs = []
+
+    def _append(self, epoch, **values):
+        self.epochs.append(epoch)
+        for key, value in values.items():
+            self.history.setdefault(key, []).append(value)
+
+    def __repr__(self):
+        last = {k: vals[-1] for k, vals in self.history.items() if vals}
+        return f"History(epochs={len(self.epochs)}, last={last})"
+
+
+class Model:
+    """A fully connected network trained by backpropagation on fastbp's kernels.
+
+    Parameters
+    ----------
+    sizes : sequence of int
+        Layer widths ``[n_in, h1, ..., n_out]``, at least two entries >= 1.
+    hidden : {"sigmoid", "tanh", "relu", "leaky_relu", "linear"}
+    output : {"linear", "sigmoid", "softmax", "tanh"}
+    loss : {"mse", "cross_entropy"}
+        cross_entropy needs a softmax or sigmoid output.
+    init : {"xavier", "he", "normal", "uniform", "zeros"} or float
+        Weight initialisation; a float sets every weight to it. Biases start at 0.
+    bias : bool
+    dtype : {"float32", "float64"}
+    seed : int or None
+        Seeds the initial weights and the shuffling stream.
+
+    Attributes
+    ----------
+    params : ndarray, shape (n_params,)
+        Every parameter, layer by layer: W^1, b^1, W^2, b^2, ...
+    weights, biases : list of ndarray
+        Views into ``params``: ``weights[l - 1]`` is W^l, shape (n_l, n_(l-1)).
+
+    Examples
+    --------
+    >>> import numpy as np, fastbp
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    >>> y = np.array([0, 1, 1, 0])
+    >>> model = fastbp.Model([2, 8, 2], hidden="tanh", output="softmax",
+    ...                      loss="cross_entropy", seed=0)
+    >>> history = model.fit(X, y, epochs=300, batch_size=4, lr=0.5, momentum=0.9)
+    >>> model.predict(X).argmax(axis=1).tolist()
+    [0, 1, 1, 0]
+    """
+
+    def __init__(self, sizes, *, hidden="sigmoid", output="linear", loss="mse",
+                 init="xavier", bias=True, dtype="float32", seed=None):
+        self.sizes = v.check_sizes(sizes)
+        self.hidden = v.check_choice("hidden", hidden, _codes.HIDDEN)
+        self.output = v.check_choice("output", output, _codes.OUTPUT)
+        self.loss_name = v.check_choice("loss", loss, _codes.LOSS)
+        if self.loss_name == "cross_entropy" and self.output not in _codes.CROSS_ENTROPY_OUTPUTS:
+            raise ValueError(
+                f"loss='cross_entropy' needs output='softmax' or 'sigmoid', got output={output!r}"
+            )
+        if self.output == "softmax" and self.sizes[-1] < 2:
+            raise ValueError("output='softmax' needs at least 2 outputs (sizes[-1] >= 2)")
+        self.init = v.check_init(init)
+        self.bias = v.check_bool("bias", bias)
+        self.dtype = v.check_dtype(dtype)
+        self.seed = v.check_seed(seed)
+        self._layout, n_params = make_layout(self.sizes, self.bias)
+        self._codes = np.array(
+            [_codes.HIDDEN[self.hidden], _codes.OUTPUT[self.output], _codes.LOSS[self.loss_name]],
+            dtype=np.int64,
+        )
+        init_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(2)
+        self._rng = np.random.default_rng(shuffle_seq)
+        self.params = np.zeros(n_params, dtype=self.dtype)
+        self._make_views()
+        self._initialise(np.random.default_rng(init_seq))
+        self._reset_optimizer(None)
+
+    # -- construction helpers -------------------------------------------------
+
+    def _make_views(self):
+        self.weights, self.biases = [], []
+        for l in range(1, len(self.sizes)):
+            n_in, n_out = self.sizes[l - 1], self.sizes[l]
+            w_off = self._layout[WOFF, l]
+            self.weights.append(self.params[w_off : w_off + n_out * n_in].reshape(n_out, n_in))
+            if self.bias:
+                b_off = self._layout[BOFF, l]
+                self.biases.append(self.params[b_off : b_off + n_out])
+
+    def _initialise(self, rng):
+        # Draw in float64, then round: both dtypes start from the same numbers.
+        for W in self.weights:
+            n_out, n_in = W.shape
+            if isinstance(self.init, float):
+                W[...] = self.init
+            elif self.init == "xavier":
+                limit = np.sqrt(6.0 / (n_in + n_out))
+                W[...] = rng.uniform(-limit, limit, size=W.shape)
+            elif self.init == "he":
+                W[...] = rng.normal(0.0, np.sqrt(2.0 / n_in), size=W.shape)
+            elif self.init == "normal":
+                W[...] = rng.normal(0.0, np.sqrt(1.0 / n_in), size=W.shape)
+            elif self.init == "uniform":
+                limit = 1.0 / np.sqrt(n_in)
+                W[...] = rng.uniform(-limit, limit, size=W.shape)
+            else:  # zeros
+                W[...] = 0.0
+
+    def _reset_optimizer(self, key):
+        # buf1: momentum buffer or Adam's first moment; buf2: Adam's second moment.
+        self._opt_key = key
+        self._buf1 = np.zeros_like(self.params)
+        self._buf2 = np.zeros_like(self.params)
+        self._step = 0
+
+    @property
+    def n_layers(self):
+        """Number of weight layers L."""
+        return len(self.sizes) - 1
+
+    @property
+    def is_classifier(self):
+        return self.output == "softmax" or (
+            self.output == "sigmoid" and self.loss_name == "cross_entropy"
+        )
+
+    def __repr__(self):
+        return (
+            f"Model({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, "
+            f"loss={self.loss_name!r}, bias={self.bias}, dtype={self.dtype.name!r})"
+        )
+
+    # -- conversion at the boundary -------------------------------------------
+
+    def _X(self, X, name="X", allow_1d=False):
+        return v.check_X(name, X, self.sizes[0], self.dtype, allow_1d=allow_1d)
+
+    def _XY(self, X, Y, xname="X", yname="Y"):
+        Xc, _ = self._X(X, xname)
+        T = v.check_Y(yname, Y, Xc.shape[0], self.sizes[-1], self.dtype,
+                      self.loss_name == "cross_entropy")
+        return Xc, T
+
+    def _scratch(self, rows):
+        width = row_width(self._layout)
+        return (np.zeros((rows, width), dtype=self.dtype) for _ in range(3))
+
+    def _pass(self, Xc, T, want_grads):
+        """(loss sum, outputs, gradient sums or None) over all samples: one kernel call."""
+        rows = min(_PASS_CHUNK, Xc.shape[0])
+        A, Z, D = self._scratch(rows)
+        losses = np.zeros(rows, dtype=np.float64)
+        out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
+        grads = np.zeros_like(self.params)
+        total = ktrain.dataset_pass(self.params, self._layout, self._codes, Xc, T, A, Z, D,
+                                    losses, out, want_grads, grads)
+        return total, out, grads
+
+    # -- inference --------------------------------------------------------------
+
+    def predict(self, X):
+        """Output activations a^L, shape (n_samples, n_out); (n_out,) for a 1-D X."""
+        Xc, one_sample = self._X(X, allow_1d=True)
+        threads = numba.config.NUMBA_NUM_THREADS  # thread ids run up to this
+        A = np.zeros((threads, row_width(self._layout)), dtype=self.dtype)
+        Z = np.zeros_like(A)
+        out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
+        kforward.predict_batch(self.params, self._layout, self._codes, Xc, out, A, Z)
+        return out[0] if one_sample else out
+
+    def loss(self, X, Y):
+        """Mean per-sample loss over the samples of X, Y."""
+        Xc, T = self._XY(X, Y)
+        total, _, _ = self._pass(Xc, T, False)
+        return total / Xc.shape[0]
+
+    def gradients(self, X, Y):
+        """(list of dW, list of db): mean gradients over the samples; no update."""
+        Xc, T = self._XY(X, Y)
+        _, _, grads = self._pass(Xc, T, True)
+        grads /= Xc.shape[0]
+        dWs, dbs = [], []
+        for l in range(1, len(self.sizes)):
+            n_in, n_out = self.sizes[l - 1], self.sizes[l]
+            w_off = self._layout[WOFF, l]
+            dWs.append(grads[w_off : w_off + n_in * n_out].reshape(n_out, n_in).copy())
+            if self.bias:
+                b_off = self._layout[BOFF, l]
+                dbs.append(grads[b_off : b_off + n_out].copy())
+        return dWs, dbs
+
+    def _accuracy(self, out, T):
+        if self.output == "softmax":
+            return float(np.mean(out.argmax(axis=1) == T.argmax(axis=1)))
+        return float(np.mean(np.all((out > 0.5) == (T > 0.5), axis=1)))
+
+    def _evaluate(self, Xc, T):
+        total, out, _ = self._pass(Xc, T, False)
+        result = {"loss": total / Xc.shape[0]}
+        if self.is_classifier:
+            result["accuracy"] = self._accuracy(out, T)
+        return result
+
+    def evaluate(self, X, Y):
+        """{"loss": mean loss} plus "accuracy" for classifiers (softmax: argmax;
+        sigmoid with cross_entropy: every output thresholded at 0.5)."""
+        Xc, T = self._XY(X, Y)
+        return self._evaluate(Xc, T)
+
+    # -- training ---------------------------------------------------------------
+
+    def fit(self, X, Y, *, epochs=1, batch_size=1, lr=0.1, optimizer="sgd",
+            momentum=0.0, nesterov=False, weight_decay=0.0, shuffle=True,
+            validation_data=None, progress=False):
+        """Train by mini-batch backpropagation; returns a :class:`History`.
+
+        Each epoch is one compiled call (:func:`fastbp.kernels.train.train_epoch`).
+        Optimizer semantics are torch.optim.SGD / torch.optim.Adam (default betas,
+        eps); optimizer state persists across calls with the same optimizer,
+        momentum, nesterov and weight_decay. If the loss or the parameters become
+        non-finite, training stops with :class:`TrainingDivergedError` and the
+        parameters are restored to their values before that epoch.
+        """
+        epochs = v.check_positive_int("epochs", epochs)
+        batch_size = v.check_positive_int("batch_size", batch_size)
+        lr = v.check_nonneg_float("lr", lr)
+        optimizer = v.check_choice("optimizer", optimizer, _codes.OPTIMIZER)
+        momentum = v.check_nonneg_float("momentum", momentum)
+        nesterov = v.check_bool("nesterov", nesterov)
+        weight_decay = v.check_nonneg_float("weight_decay", weight_decay)
+        shuffle = v.check_bool("shuffle", shuffle)
+        progress = v.check_bool("progress", progress)
+        if nesterov and (optimizer != "sgd" or momentum == 0):
+            raise ValueError("nesterov=True needs optimizer='sgd' and momentum > 0")
+        if optimizer == "adam" and momentum != 0:
+            raise ValueError("momentum applies to optimizer='sgd' only; Adam uses its betas")
+        Xc, T = self._XY(X, Y)
+        val = None
+        if validation_data is not None:
+            Xv, Yv = v.check_validation_data(validation_data)
+            val = self._XY(Xv, Yv, "validation_data[0]", "validation_data[1]")
+
+        key = (optimizer, momentum, nesterov, weight_decay)
+        if key != self._opt_key:
+            self._reset_optimizer(key)
+        hyper = np.zeros(_codes.N_HYPER, dtype=np.float64)
+        hyper[[_codes.H_OPT, _codes.H_LR, _codes.H_MOMENTUM, _codes.H_NESTEROV, _codes.H_WD]] = (
+            _codes.OPTIMIZER[optimizer], lr, momentum, float(nesterov), weight_decay
+        )
+        hyper[[_codes.H_BETA1, _codes.H_BETA2, _codes.H_EPS]] = (*_codes.ADAM_BETAS, _codes.ADAM_EPS)
+
+        n = Xc.shape[0]
+        rows = min(batch_size, n)
+        A, Z, D = self._scratch(rows)
+        losses = np.zeros(rows, dtype=np.float64)
+        grads = np.zeros_like(self.params)
+        n_batches = -(-n // batch_size)
+        history = History()
+        bar = _progress_bar(epochs) if progress else None
+        try:
+            for epoch in range(1, epochs + 1):
+                saved = (self.params.copy(), self._buf1.copy(), self._buf2.copy(),
+                         self._step, self._rng.bit_generator.state)
+                order = self._rng.permutation(n) if shuffle else np.arange(n)
+                start = time.perf_counter()
+                total = ktrain.train_epoch(self.params, self._buf1, self._buf2, self._layout,
+                                           self._codes, hyper, self._step, Xc, T, order,
+                                           batch_size, A, Z, D, losses, grads)
+                seconds = time.perf_counter() - start
+                self._step += n_batches
+                epoch_loss = total / n
+                if not (np.isfinite(epoch_loss) and np.isfinite(self.params).all()):
+                    self.params[...] = saved[0]
+                    self._buf1[...], self._buf2[...], self._step = saved[1], saved[2], saved[3]
+                    self._rng.bit_generator.state = saved[4]
+                    raise TrainingDivergedError(
+                        f"training diverged in epoch {epoch}: the loss became {epoch_loss} "
+                        f"(try a smaller lr); parameters restored to before epoch {epoch}"
+                    )
+                record = {"loss": epoch_loss, "samples_per_second": n / max(seconds, 1e-12)}
+                if val is not None:
+                    for name, value in self._evaluate(*val).items():
+                        record["val_" + name] = value
+                history._append(epoch, **record)
+                if bar is not None:
+                    bar.set_postfix({k: f"{x:.4g}" for k, x in record.items()}, refresh=False)
+                    bar.update(1)
+        finally:
+            if bar is not None:
+                bar.close()
+        return history
+
+    # -- persistence --------------------------------------------------------------
+
+    def _config(self):
+        return {
+            "sizes": list(self.sizes), "hidden": self.hidden, "output": self.output,
+            "loss": self.loss_name, "init": self.init, "bias": self.bias,
+            "dtype": self.dtype.name, "seed": self.seed,
+        }
+
+    def save(self, path):
+        """Write the model to exactly ``path`` (an .npz archive), atomically: a
+        temporary file in the same folder, then ``os.replace``."""
+        path = os.fspath(path)
+        meta = {"format": _FORMAT, "format_version": _FORMAT_VERSION,
+                "fastbp_version": __version__, "config": self._config(),
+                "optimizer": list(self._opt_key) if self._opt_key else None,
+                "step": self._step, "rng_state": self._rng.bit_generator.state}
+        folder = os.path.dirname(os.path.abspath(path))
+        fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+        try:
+            with os.fdopen(fd, "wb") as fh:
+                np.savez(fh, meta=np.array(json.dumps(meta)), params=self.params,
+                         buf1=self._buf1, buf2=self._buf2)
+                fh.flush()
+                os.fsync(fh.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+            raise
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`. A truncated, corrupt or foreign
+        file raises ValueError; a missing one OSError."""
+        path = os.fspath(path)
+        with open(path, "rb") as fh:
+            data = fh.read()
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+                arrays = {name: archive[name] for name in ("meta", "params", "buf1", "buf2")}
+            meta = json.loads(str(arrays["meta"]))
+        except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as exc:
+            raise ValueError(f"{path} is not a fastbp model file ({exc})") from None
+        if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+            raise ValueError(f"{path} is not a fastbp model file (no fastbp header)")
+        if meta.get("format_version") != _FORMAT_VERSION:
+            raise ValueError(f"{path} has model format {meta.get('format_version')}, "
+                             f"this fastbp reads {_FORMAT_VERSION}")
+        try:
+            model = cls(**meta["config"])
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path} holds an invalid model configuration: {exc}") from None
+        for name in ("params", "buf1", "buf2"):
+            arr = arrays[name]
+            if arr.shape != model.params.shape or arr.dtype != model.dtype:
+                raise ValueError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}, "
+                                 f"expected {model.params.shape} {model.dtype}")
+        model.params[...] = arrays["params"]
+        model._buf1[...], model._buf2[...] = arrays["buf1"], arrays["buf2"]
+        model._opt_key = tuple(meta["optimizer"]) if meta.get("optimizer") else None
+        model._step = int(meta.get("step", 0))
+        model._rng.bit_generator.state = meta["rng_state"]
+        return model
+
+
+def _progress_bar(epochs):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=epochs, unit="epoch", desc="fit", leave=True)

@@ -1,0 +1,192 @@
+"""Plain-NumPy backpropagation, written equation by equation. Slow on purpose.
+
+This is the ground truth the Numba kernels are tested against: one sample at a
+time, column vectors, lists of per-layer arrays, explicit loops for batch means,
+optimizer steps copied line by line from the torch.optim documentation.
+
+    z^l = W^l a^(l-1) + b^l,   a^l = s_l(z^l)
+    delta^L = (a^L - t) o s_L'(z^L)            (mse)
+    delta^L = a^L - t                          (cross_entropy, softmax or sigmoid)
+    delta^l = (W^(l+1))^T delta^(l+1) o s_l'(z^l)
+    dC/dW^l = delta^l (a^(l-1))^T,   dC/db^l = delta^l
+
+``Ws[l - 1]`` is W^l; ``bs`` is a list of the same length, or ``None`` for a
+network without biases.
+"""
+
+import numpy as np
+
+LEAKY_SLOPE = 0.01
+
+
+def activation(name, z):
+    """s(z) for the activation ``name``."""
+    if name == "sigmoid":
+        return 1.0 / (1.0 + np.exp(-z))
+    if name == "tanh":
+        return np.tanh(z)
+    if name == "relu":
+        return np.maximum(z, 0.0)
+    if name == "leaky_relu":
+        return np.where(z > 0, z, LEAKY_SLOPE * z)
+    if name == "linear":
+        return z.copy()
+    if name == "softmax":
+        e = np.exp(z - z.max())
+        return e / e.sum()
+    raise ValueError(f"unknown activation {name!r}")
+
+
+def activation_derivative(name, z):
+    """s'(z), element-wise (softmax has a Jacobian and is handled in ``output_delta``)."""
+    if name == "sigmoid":
+        s = activation("sigmoid", z)
+        return s * (1.0 - s)
+    if name == "tanh":
+        return 1.0 - np.tanh(z) ** 2
+    if name == "relu":
+        return (z > 0).astype(z.dtype)
+    if name == "leaky_relu":
+        return np.where(z > 0, 1.0, LEAKY_SLOPE).astype(z.dtype)
+    if name == "linear":
+        return np.ones_like(z)
+    raise ValueError(f"no element-wise derivative for {name!r}")
+
+
+def forward(Ws, bs, x, hidden, output):
+    """Return (zs, activations): zs[l - 1] = z^l, activations[l] = a^l, a^0 = x."""
+    a, zs = [x], []
+    n_layers = len(Ws)
+    for l in range(n_layers):
+        b = bs[l] if bs is not None else 0.0
+        zs.append(Ws[l] @ a[-1] + b)  # z^l = W^l a^(l-1) + b^l
+        name = hidden if l < n_layers - 1 else output
+        a.append(activation(name, zs[-1]))  # a^l = s_l(z^l)
+    return zs, a
+
+
+def sample_loss(a_out, t, output, loss):
+    """Per-sample loss: mse 1/2 ||a - t||^2; cross-entropy as in DESIGN.md."""
+    if loss == "mse":
+        return 0.5 * np.sum((a_out - t) ** 2)
+    if output == "softmax":
+        return -np.sum(t * np.log(a_out))
+    return -np.sum(t * np.log(a_out) + (1.0 - t) * np.log(1.0 - a_out))
+
+
+def output_delta(a_out, z_out, t, output, loss):
+    """delta^L for one sample."""
+    if loss == "cross_entropy":
+        return a_out - t  # softmax or sigmoid with cross-entropy
+    if output == "softmax":
+        # mse through the softmax Jacobian J = diag(a) - a a^T (symmetric):
+        # delta = J (a - t) = a o ((a - t) - <a - t, a>)
+        jac = np.diag(a_out) - np.outer(a_out, a_out)
+        return jac @ (a_out - t)
+    return (a_out - t) * activation_derivative(output, z_out)
+
+
+def backprop(Ws, bs, x, t, hidden, output, loss):
+    """Gradients (dWs, dbs) of the loss of ONE sample, by the delta recursion."""
+    zs, a = forward(Ws, bs, x, hidden, output)
+    n_layers = len(Ws)
+    delta = output_delta(a[-1], zs[-1], t, output, loss)
+    dWs, dbs = [None] * n_layers, [None] * n_layers
+    for l in reversed(range(n_layers)):
+        dWs[l] = np.outer(delta, a[l])  # dC/dW^l = delta^l (a^(l-1))^T
+        dbs[l] = delta  # dC/db^l = delta^l
+        if l:  # delta^l = (W^(l+1))^T delta^(l+1) o s'(z^l)
+            delta = (Ws[l].T @ delta) * activation_derivative(hidden, zs[l - 1])
+    return dWs, (dbs if bs is not None else None)
+
+
+def gradients(Ws, bs, X, T, hidden, output, loss):
+    """Mean over the rows of X, T of the per-sample gradients."""
+    dWs = [np.zeros_like(W) for W in Ws]
+    dbs = [np.zeros_like(b) for b in bs] if bs is not None else None
+    for x, t in zip(X, T):
+        gW, gb = backprop(Ws, bs, x, t, hidden, output, loss)
+        for l in range(len(Ws)):
+            dWs[l] += gW[l]
+            if bs is not None:
+                dbs[l] += gb[l]
+    n = len(X)
+    return [g / n for g in dWs], ([g / n for g in dbs] if bs is not None else None)
+
+
+def mean_loss(Ws, bs, X, T, hidden, output, loss):
+    """Mean per-sample loss over the rows of X, T."""
+    total = 0.0
+    for x, t in zip(X, T):
+        _, a = forward(Ws, bs, x, hidden, output)
+        total += sample_loss(a[-1], t, output, loss)
+    return total / len(X)
+
+
+def flatten(Ws, bs):
+    """One vector in fastbp's layout: W^1, b^1, W^2, b^2, ..."""
+    parts = []
+    for l, W in enumerate(Ws):
+        parts.append(W.ravel())
+        if bs is not None:
+            parts.append(bs[l])
+    return np.concatenate(parts)
+
+
+def unflatten(p, sizes, bias):
+    """Inverse of ``flatten``: lists of copies (Ws, bs or None)."""
+    Ws, bs, pos = [], [], 0
+    for n_in, n_out in zip(sizes[:-1], sizes[1:]):
+        Ws.append(p[pos : pos + n_out * n_in].reshape(n_out, n_in).copy())
+        pos += n_out * n_in
+        if bias:
+            bs.append(p[pos : pos + n_out].copy())
+            pos += n_out
+    return Ws, (bs if bias else None)
+
+
+def sgd_step(p, g, buf, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """One torch.optim.SGD step (dampening 0); returns (p, buf). buf None at first."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    if momentum != 0:
+        if buf is None:
+            buf = g.copy()
+        else:
+            buf = momentum * buf + g
+        if nesterov:
+            g = g + momentum * buf
+        else:
+            g = buf
+    return p - lr * g, buf
+
+
+def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
+    """One torch.optim.Adam step number t (1-based); returns (p, m, v)."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    m = beta1 * m + (1 - beta1) * g
+    v = beta2 * v + (1 - beta2) * g * g
+    m_hat = m / (1 - beta1**t)
+    v_hat = v / (1 - beta2**t)
+    return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
+
+
+def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
+          optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
+    """Mini-batch training from flat parameters ``p``: one epoch per index array in
+    ``orders``, batches taken in that order with a final partial batch, the batch
+    gradient the mean over its samples. Returns the final flat parameters."""
+    buf, m, v, t = None, np.zeros_like(p), np.zeros_like(p), 0
+    for order in orders:
+        for first in range(0, len(order), batch_size):
+            idx = order[first : first + batch_size]
+            Ws, bs = unflatten(p, sizes, bias)
+            dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss)
+            g = flatten(dWs, dbs)
+            t += 1
+            if optimizer == "sgd":
+                p, buf = sgd_step(p, g, buf, lr, momentum, nesterov, weight_decay)
+            else:
+                p, m, v = adam_step(p, g, m, v, t, lr, weight_decay=weight_decay)
+    return p

@@ -1,0 +1,149 @@
+"""Backward pass: the delta recursion per sample, gradient sums per weight row,
+and the online (batch size 1) step with the update fused into the recursion."""
+
+import numpy as np
+from numba import prange
+
+from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels.activations import output_delta, scale_by_derivative
+from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
+from fastbp.kernels.update import adam_constants, adam_element, sgd_element
+
+
+@jit_serial
+def _propagate_row(params, w_off, n_in, i, d, delta, a_in):
+    """delta^(l-1) += W^l[i, :] * delta^l_i (one row of the (W^l)^T delta product)."""
+    row = w_off + i * n_in
+    for j in range(n_in):
+        delta[a_in + j] += params[row + j] * d
+
+
+@jit_serial
+def backward_sample(params, layout, codes, a, z, t, delta):
+    """The delta recursion for one sample, filled by ``forward_sample``.
+
+    delta^L from the loss (see ``output_delta``), then
+    delta^l = (W^(l+1))^T delta^(l+1) o s'(z^l) down to l = 1, into ``delta``
+    (a per-sample row, same offsets as ``a`` and ``z``).
+    """
+    n_layers = layout.shape[1] - 1
+    start = layout[UNIT, n_layers]
+    output_delta(z, a, t, delta, start, layout[SIZE, n_layers], codes[1], codes[2])
+    for l in range(n_layers, 1, -1):
+        n_in = layout[SIZE, l - 1]
+        a_in = layout[UNIT, l - 1]
+        start = layout[UNIT, l]
+        for j in range(n_in):
+            delta[a_in + j] = 0
+        # Sum over i outermost: every row of W^l is read contiguously.
+        for i in range(layout[SIZE, l]):
+            _propagate_row(params, layout[WOFF, l], n_in, i, delta[start + i], delta, a_in)
+        scale_by_derivative(z, a, delta, a_in, n_in, codes[0])
+
+
+@jit_serial
+def _layer_row(layout, r):
+    """(l, i): row r of all weight rows stacked (W^1 rows first) is row i of W^l."""
+    i = np.int64(r)  # prange indices may be unsigned; unsigned - signed is float in numba
+    l = 1
+    while i >= layout[SIZE, l]:
+        i -= layout[SIZE, l]
+        l += 1
+    return l, i
+
+
+@jit_parallel
+def accumulate_gradients(layout, A, D, n_samples, reset, grads):
+    """grads (+)= sum over the first ``n_samples`` rows of delta^l (a^(l-1))^T.
+
+    dC/dW^l = delta^l (a^(l-1))^T and dC/db^l = delta^l summed over samples (the
+    caller divides by the count). With ``reset`` the sums start from zero,
+    otherwise they are added to ``grads``. Parallel over the rows of all W^l:
+    each iteration owns one row of dW^l and one entry of db^l and sums the
+    samples in order, so the result is the same at any thread count.
+    """
+    n_layers = layout.shape[1] - 1
+    n_rows = 0
+    for l in range(1, n_layers + 1):
+        n_rows += layout[SIZE, l]
+    for r in prange(n_rows):
+        l, i = _layer_row(layout, r)
+        n_in = layout[SIZE, l - 1]
+        a_in = layout[UNIT, l - 1]
+        unit = layout[UNIT, l] + i
+        row = layout[WOFF, l] + i * n_in
+        b_idx = layout[BOFF, l]
+        if reset:
+            for j in range(n_in):
+                grads[row + j] = 0
+            if b_idx >= 0:
+                grads[b_idx + i] = 0
+        for s in range(n_samples):
+            d = D[s, unit]
+            for j in range(n_in):
+                grads[row + j] += d * A[s, a_in + j]
+            if b_idx >= 0:
+                grads[b_idx + i] += d
+
+
+@jit_serial
+def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
+    """Backward pass and optimizer update for one sample (batch size 1), fused.
+
+    Walking down from layer L, each weight W^l_ij is read once: it feeds
+    (W^l)^T delta^l for the next delta and is then replaced by its update with
+    gradient delta^l_i a^(l-1)_j. ``step`` is the Adam step count of this update
+    (1-based). Same rules as ``sgd_update``/``adam_update`` with count 1.
+    """
+    n_layers = layout.shape[1] - 1
+    start = layout[UNIT, n_layers]
+    output_delta(z, a, t, delta, start, layout[SIZE, n_layers], codes[1], codes[2])
+    dt = params.dtype.type
+    opt = int(hyper[0])
+    lr = dt(hyper[1])
+    momentum = dt(hyper[2])
+    nesterov = hyper[3] != 0.0
+    wd = dt(hyper[4])
+    beta2 = dt(hyper[6])
+    eps = dt(hyper[7])
+    c1, c2, c3, c4 = adam_constants(hyper[1], hyper[5], hyper[6], step)
+    step_size, one_m_b1, one_m_b2, bc2_sqrt = dt(c1), dt(c2), dt(c3), dt(c4)
+    for l in range(n_layers, 0, -1):
+        n_in = layout[SIZE, l - 1]
+        a_in = layout[UNIT, l - 1]
+        start = layout[UNIT, l]
+        w_off = layout[WOFF, l]
+        b_off = layout[BOFF, l]
+        back = l > 1
+        if back:
+            for j in range(n_in):
+                delta[a_in + j] = 0
+        for i in range(layout[SIZE, l]):
+            d = delta[start + i]
+            row = w_off + i * n_in
+            for j in range(n_in):
+                k = row + j
+                w = params[k]
+                if back:
+                    delta[a_in + j] += w * d
+                g = d * a[a_in + j]
+                if opt == 0:
+                    params[k] = sgd_element(w, g, buf1, k, lr, momentum, nesterov, wd)
+                else:
+                    params[k] = adam_element(
+                        w, g, buf1, buf2, k, step_size, one_m_b1, beta2, one_m_b2,
+                        bc2_sqrt, eps, wd,
+                    )
+            if b_off >= 0:
+                k = b_off + i
+                if opt == 0:
+                    params[k] = sgd_element(
+                        params[k], d, buf1, k, lr, momentum, nesterov, wd
+                    )
+                else:
+                    params[k] = adam_element(
+                        params[k], d, buf1, buf2, k, step_size, one_m_b1, beta2,
+                        one_m_b2, bc2_sqrt, eps, wd,
+                    )
+        if back:
+            scale_by_derivative(z, a, delta, a_in, n_in, codes[0])

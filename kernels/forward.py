@@ -1,0 +1,59 @@
+"""Forward pass: one sample (``forward_sample``) and many (``predict_batch``)."""
+
+import numba
+from numba import prange
+
+from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels.activations import activate
+from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
+
+
+@jit_serial
+def forward_sample(params, layout, codes, a, z):
+    """z^l = W^l a^(l-1) + b^l, a^l = s_l(z^l) for l = 1..L, one sample.
+
+    ``a`` and ``z`` are one per-sample row (width U, see ``layout``); the input
+    a^0 must already be in ``a[:n_0]``. ``codes`` is ``[hidden, output, loss]``.
+    """
+    n_layers = layout.shape[1] - 1
+    for l in range(1, n_layers + 1):
+        n_in = layout[SIZE, l - 1]
+        n_out = layout[SIZE, l]
+        a_in = layout[UNIT, l - 1]
+        start = layout[UNIT, l]
+        w_off = layout[WOFF, l]
+        b_off = layout[BOFF, l]
+        for i in range(n_out):
+            row = w_off + i * n_in
+            acc = params[b_off + i] if b_off >= 0 else params.dtype.type(0.0)
+            for j in range(n_in):
+                acc += params[row + j] * a[a_in + j]
+            z[start + i] = acc
+        activate(z, a, start, n_out, codes[0] if l < n_layers else codes[1])
+
+
+@jit_serial
+def load_input(x, a):
+    """Copy one input sample into the a^0 slot of its row."""
+    for j in range(x.shape[0]):
+        a[j] = x[j]
+
+
+@jit_parallel
+def predict_batch(params, layout, codes, X, out, A, Z):
+    """out[s] = a^L(X[s]) for every sample, parallel over samples.
+
+    ``A``/``Z`` are scratch rows, one per possible thread id
+    (``numba.config.NUMBA_NUM_THREADS`` rows of width U). Each sample is computed
+    whole by one thread into its own ``out`` row, so the result does not depend
+    on the thread count.
+    """
+    n_layers = layout.shape[1] - 1
+    start = layout[UNIT, n_layers]
+    n_out = layout[SIZE, n_layers]
+    for s in prange(X.shape[0]):
+        tid = numba.get_thread_id()
+        load_input(X[s], A[tid])
+        forward_sample(params, layout, codes, A[tid], Z[tid])
+        for k in range(n_out):
+            out[s, k] = A[tid, start + k]

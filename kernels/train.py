@@ -1,0 +1,105 @@
+"""Whole-epoch training and whole-data-set passes, each one compiled call."""
+
+import numpy as np
+from numba import prange
+
+from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels.activations import sample_loss
+from fastbp.kernels.backward import accumulate_gradients, backward_sample, online_step
+from fastbp.kernels.forward import forward_sample, load_input
+from fastbp.kernels.layout import SIZE, UNIT
+from fastbp.kernels.update import adam_update, sgd_update
+
+
+@jit_parallel
+def _forward_backward_rows(params, layout, codes, X, T, order, first, n, A, Z, D,
+                           losses, want_delta):
+    """Rows s < n of A, Z (and D) for samples order[first + s]; losses[s] their loss.
+
+    Parallel over samples: each iteration owns row s of every buffer.
+    """
+    n_layers = layout.shape[1] - 1
+    start = layout[UNIT, n_layers]
+    n_out = layout[SIZE, n_layers]
+    for s in prange(n):
+        idx = order[first + s]
+        load_input(X[idx], A[s])
+        forward_sample(params, layout, codes, A[s], Z[s])
+        losses[s] = sample_loss(Z[s], A[s], T[idx], start, n_out, codes[1], codes[2])
+        if want_delta:
+            backward_sample(params, layout, codes, A[s], Z[s], T[idx], D[s])
+
+
+@jit_serial
+def train_epoch(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
+                batch_size, A, Z, D, losses, grads):
+    """One epoch of mini-batch training over the samples in ``order``; returns the
+    sum of the per-sample losses seen (each before its batch's update).
+
+    Batches are order[0:B], order[B:2B], ... with a final partial batch. Each
+    batch: forward and delta recursion per sample (parallel over samples),
+    gradient sums per weight row (parallel over rows), one fused update with
+    gradient sum / batch count. Batch size 1 takes the fused ``online_step``.
+    ``hyper`` is float64 [optimizer, lr, momentum, nesterov, weight_decay,
+    beta1, beta2, eps]; ``step`` the Adam steps done before this epoch; ``buf1``
+    is the momentum buffer or Adam's first moment, ``buf2`` Adam's second.
+    ``A``, ``Z``, ``D`` have at least min(batch_size, n) rows of width U,
+    ``losses`` as many entries, ``grads`` the length of ``params``.
+    """
+    n_samples = order.shape[0]
+    opt = int(hyper[0])
+    total = 0.0
+    for first in range(0, n_samples, batch_size):
+        n = min(batch_size, n_samples - first)
+        step += 1
+        if batch_size == 1:
+            idx = order[first]
+            load_input(X[idx], A[0])
+            forward_sample(params, layout, codes, A[0], Z[0])
+            n_layers = layout.shape[1] - 1
+            total += sample_loss(Z[0], A[0], T[idx], layout[UNIT, n_layers],
+                                 layout[SIZE, n_layers], codes[1], codes[2])
+            online_step(params, layout, codes, hyper, step, A[0], Z[0], T[idx], D[0],
+                        buf1, buf2)
+            continue
+        _forward_backward_rows(params, layout, codes, X, T, order, first, n, A, Z, D,
+                               losses, True)
+        for s in range(n):  # in sample order: the same sum at any thread count
+            total += losses[s]
+        accumulate_gradients(layout, A, D, n, True, grads)
+        if opt == 0:
+            sgd_update(params, grads, n, buf1, hyper[1], hyper[2], hyper[3] != 0.0,
+                       hyper[4])
+        else:
+            adam_update(params, grads, n, buf1, buf2, step, hyper[1], hyper[5],
+                        hyper[6], hyper[7], hyper[4])
+    return total
+
+
+@jit_serial
+def dataset_pass(params, layout, codes, X, T, A, Z, D, losses, out, want_grads,
+                 grads):
+    """Loss sum over all samples of X; outputs a^L into ``out`` (n, n_out); with
+    ``want_grads`` the gradient SUM over all samples into ``grads``.
+
+    Works through the data in chunks of A.shape[0] rows (a fixed size, not the
+    thread count), adding chunk sums in order: deterministic at any thread count.
+    """
+    n_samples = X.shape[0]
+    chunk = A.shape[0]
+    n_layers = layout.shape[1] - 1
+    start = layout[UNIT, n_layers]
+    n_out = layout[SIZE, n_layers]
+    total = 0.0
+    order = np.arange(n_samples)
+    for first in range(0, n_samples, chunk):
+        n = min(chunk, n_samples - first)
+        _forward_backward_rows(params, layout, codes, X, T, order, first, n, A, Z, D,
+                               losses, want_grads)
+        for s in range(n):
+            total += losses[s]
+            for k in range(n_out):
+                out[first + s, k] = A[s, start + k]
+        if want_grads:
+            accumulate_gradients(layout, A, D, n, first == 0, grads)
+    return total
