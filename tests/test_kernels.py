@@ -1,0 +1,147 @@
+"""Kernels (through Model) against the NumPy reference, every activation x
+output/loss x dtype, batch sizes 1 and several, with and without bias, and the
+same bits at any thread count."""
+
+import numba
+import numpy as np
+import pytest
+from conftest import HEAD_IDS, HEADS, HIDDEN, TOL, make_model, make_problem, reference_net
+
+from fastbp import reference
+from fastbp.kernels import forward as kforward
+from fastbp.kernels.layout import make_layout, row_width
+
+SIZES = [4, 5, 3, 3]
+DTYPES = ["float64", "float32"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
+@pytest.mark.parametrize("hidden", HIDDEN)
+def test_forward_loss_gradients_match_reference(hidden, head, bias, dtype):
+    output, loss = head
+    model = make_model(SIZES, hidden, output, loss, dtype, bias)
+    Ws, bs = reference_net(model)
+    tol = TOL[dtype]
+    for n in (1, 7):  # one sample, and several (a batch mean)
+        X, T = make_problem(SIZES, output, loss, n, seed=n)
+        X = X.astype(dtype).astype(np.float64)  # the model sees X rounded to its dtype
+        T = T.astype(dtype).astype(np.float64)
+        expected_out = np.array([reference.forward(Ws, bs, x, hidden, output)[1][-1] for x in X])
+        np.testing.assert_allclose(model.predict(X), expected_out, **tol)
+        np.testing.assert_allclose(
+            model.loss(X, T), reference.mean_loss(Ws, bs, X, T, hidden, output, loss), **tol
+        )
+        dWs, dbs = model.gradients(X, T)
+        rWs, rbs = reference.gradients(Ws, bs, X, T, hidden, output, loss)
+        for l in range(len(Ws)):
+            assert dWs[l].dtype == np.dtype(dtype)
+            np.testing.assert_allclose(dWs[l], rWs[l], **tol)
+        if bias:
+            for l in range(len(Ws)):
+                np.testing.assert_allclose(dbs[l], rbs[l], **tol)
+        else:
+            assert dbs == []
+
+
+TRAIN_CASES = [
+    dict(optimizer="sgd", lr=0.1),
+    dict(optimizer="sgd", lr=0.05, momentum=0.9, weight_decay=0.01),
+    dict(optimizer="sgd", lr=0.05, momentum=0.8, nesterov=True),
+    dict(optimizer="adam", lr=0.01),
+    dict(optimizer="adam", lr=0.01, weight_decay=0.05),
+]
+TRAIN_IDS = ["sgd", "momentum-wd", "nesterov", "adam", "adam-wd"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 3, 10], ids=["online", "partial", "full"])
+@pytest.mark.parametrize("case", TRAIN_CASES, ids=TRAIN_IDS)
+def test_training_trajectory_matches_reference(case, batch_size, dtype):
+    """fit == reference.train: same batches (shuffle=False, then the model's own
+    permutations), the fused online step and the batch path alike."""
+    sizes, hidden, output, loss = [3, 6, 4], "tanh", "softmax", "cross_entropy"
+    X, T = make_problem(sizes, output, loss, 10, seed=3)
+    X = X.astype(dtype)
+    model = make_model(sizes, hidden, output, loss, dtype)
+    p0 = model.params.astype(np.float64)
+    model.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, **case)
+    orders = [np.arange(10)] * 2
+    expected = reference.train(p0, sizes, True, X.astype(np.float64), T, orders, batch_size,
+                               hidden, output, loss, **case)
+    # float32 drifts over 10+ steps; each step alone is within TOL (test above)
+    tol = TOL["float64"] if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.params, expected, **tol)
+
+
+def test_shuffled_training_uses_the_models_permutations():
+    sizes = [3, 5, 2]
+    X, T = make_problem(sizes, "linear", "mse", 9, seed=1)
+    model = make_model(sizes, "sigmoid", "linear", "mse", seed=7)
+    p0 = model.params.copy()
+    rng = np.random.default_rng(np.random.SeedSequence(7).spawn(2)[1])
+    orders = [rng.permutation(9) for _ in range(3)]
+    model.fit(X, T, epochs=3, batch_size=2, lr=0.2, momentum=0.5)
+    expected = reference.train(p0, sizes, True, X, T, orders, 2, "sigmoid", "linear", "mse",
+                               lr=0.2, momentum=0.5)
+    np.testing.assert_allclose(model.params, expected, **TOL["float64"])
+
+
+def test_online_step_equals_batch_path_at_batch_one():
+    """The fused online step (update inside the delta recursion) computes the same
+    update as forward + backward + flat update with a batch of one."""
+    sizes = [5, 7, 6, 3]
+    X, T = make_problem(sizes, "sigmoid", "mse", 12, seed=2)
+    online = make_model(sizes, "relu", "sigmoid", "mse", seed=4)
+    batched = make_model(sizes, "relu", "sigmoid", "mse", seed=4)
+    online.fit(X, T, epochs=2, batch_size=1, shuffle=False, lr=0.3, momentum=0.9)
+    for _ in range(2):
+        for i in range(12):  # batch_size 2 with a duplicated sample = mean of one sample
+            batched.fit(X[[i, i]], T[[i, i]], batch_size=2, shuffle=False, lr=0.3,
+                        momentum=0.9)
+    np.testing.assert_allclose(online.params, batched.params, **TOL["float64"])
+
+
+@pytest.fixture
+def restore_threads():
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 5, 64], ids=["online", "small", "whole"])
+def test_bit_identical_at_any_thread_count(batch_size, dtype, restore_threads):
+    sizes = [6, 17, 9, 4]
+    X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
+    results = []
+    for threads in (1, 2):
+        numba.set_num_threads(threads)
+        model = make_model(sizes, "relu", "softmax", "cross_entropy", dtype, seed=11)
+        model.fit(X, T, epochs=3, batch_size=batch_size, lr=0.05, momentum=0.9)
+        grads = model.gradients(X, T)[0]
+        results.append((model.params.copy(), model.predict(X), grads, model.loss(X, T)))
+    (p1, y1, g1, l1), (p2, y2, g2, l2) = results
+    assert np.array_equal(p1, p2)
+    assert np.array_equal(y1, y2)
+    assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
+    assert l1 == l2
+
+
+def test_predict_kernel_directly_matches_reference():
+    """predict_batch on hand-made contiguous arrays, with scratch rows per thread id."""
+    sizes = (3, 4, 2)
+    layout, n_params = make_layout(sizes, True)
+    rng = np.random.default_rng(0)
+    params = rng.normal(size=n_params)
+    codes = np.array([0, 5, 1], dtype=np.int64)  # sigmoid hidden, softmax, cross-entropy
+    X = rng.normal(size=(10, 3))
+    threads = numba.config.NUMBA_NUM_THREADS
+    A = np.zeros((threads, row_width(layout)))
+    out = np.empty((10, 2))
+    kforward.predict_batch(params, layout, codes, X, out, A, np.zeros_like(A))
+    Ws, bs = reference.unflatten(params, sizes, True)
+    expected = [reference.forward(Ws, bs, x, "sigmoid", "softmax")[1][-1] for x in X]
+    np.testing.assert_allclose(out, expected, **TOL["float64"])

@@ -1,0 +1,329 @@
+"""The Model API boundary: bad input raises naming the argument and leaves the
+model and the user's arrays untouched; unusual-but-good input works; seeds
+reproduce; save/load round-trips; divergence is caught and undone."""
+
+import os
+import re
+
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import TrainingDivergedError
+
+SIZES = [4, 6, 3]
+
+
+def classifier(dtype="float64", seed=0, **kw):
+    return fastbp.Model(SIZES, hidden="tanh", output="softmax", loss="cross_entropy",
+                        dtype=dtype, seed=seed, **kw)
+
+
+def data(n=20, seed=0):
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, 4)), rng.integers(0, 3, size=n)
+
+
+# -- constructor ---------------------------------------------------------------
+
+BAD_MODELS = [
+    (dict(sizes=[3]), ValueError, "sizes"),
+    (dict(sizes=[]), ValueError, "sizes"),
+    (dict(sizes=5), TypeError, "sizes"),
+    (dict(sizes="34"), TypeError, "sizes"),
+    (dict(sizes=[3, 0, 2]), ValueError, r"sizes\[1\]"),
+    (dict(sizes=[3, -2]), ValueError, r"sizes\[1\]"),
+    (dict(sizes=[3, 2.5]), TypeError, r"sizes\[1\]"),
+    (dict(sizes=[3, True]), TypeError, r"sizes\[1\]"),
+    (dict(hidden="swish"), ValueError, "hidden"),
+    (dict(hidden=None), TypeError, "hidden"),
+    (dict(output="relu"), ValueError, "output"),
+    (dict(loss="hinge"), ValueError, "loss"),
+    (dict(loss="cross_entropy", output="linear"), ValueError, "cross_entropy"),
+    (dict(loss="cross_entropy", output="tanh"), ValueError, "cross_entropy"),
+    (dict(output="softmax", sizes=[3, 1]), ValueError, "softmax"),
+    (dict(init="glorot"), ValueError, "init"),
+    (dict(init=float("nan")), ValueError, "init"),
+    (dict(init=[1, 2]), TypeError, "init"),
+    (dict(dtype="float16"), ValueError, "dtype"),
+    (dict(dtype="int32"), ValueError, "dtype"),
+    (dict(dtype=3.5), TypeError, "dtype"),
+    (dict(bias="yes"), TypeError, "bias"),
+    (dict(seed=-1), TypeError, "seed"),
+    (dict(seed=1.5), TypeError, "seed"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,name", BAD_MODELS,
+                         ids=[f"{i}-{c[2]}" for i, c in enumerate(BAD_MODELS)])
+def test_bad_constructor_arguments_raise_naming_them(kwargs, error, name):
+    kwargs = {"sizes": [3, 4, 2], **kwargs}
+    with pytest.raises(error, match=name):
+        fastbp.Model(**kwargs)
+
+
+def test_constructor_accepts_numpy_ints_and_dtypes():
+    model = fastbp.Model(np.array([3, 4, 2]), dtype=np.float64, init=0.25)
+    assert model.sizes == (3, 4, 2)
+    assert model.dtype == np.float64
+    assert np.all(model.weights[0] == 0.25)
+    assert np.all(model.biases[1] == 0)
+
+
+# -- fit / predict / loss / gradients / evaluate -------------------------------
+
+X0, y0 = data()
+BAD_FIT = [
+    (dict(X=X0[:, :3]), ValueError, "X has 3 features"),
+    (dict(X=X0[None]), ValueError, "X must be 2-D"),
+    (dict(X=np.zeros((0, 4)), Y=np.zeros(0, int)), ValueError, "X is empty"),
+    (dict(X=np.where(np.arange(80).reshape(20, 4) == 5, np.nan, X0)), ValueError, "X contains NaN"),
+    (dict(X=np.where(np.arange(80).reshape(20, 4) == 5, np.inf, X0)), ValueError, "X contains NaN"),
+    (dict(X=X0.astype(str)), TypeError, "X must hold real numbers"),
+    (dict(X=X0.astype(object)), TypeError, "X must hold real numbers"),
+    (dict(X="data"), TypeError, "X must be an array"),
+    (dict(X=X0.astype(complex)), TypeError, "X must hold real numbers"),
+    (dict(X=[[1, 2], [3]]), ValueError, "X could not be read"),
+    (dict(Y=y0[:-1]), ValueError, "Y has 19 samples but X has 20"),
+    (dict(Y=np.where(np.arange(20) == 3, 3, y0)), ValueError, "Y has class labels outside 0..2"),
+    (dict(Y=np.where(np.arange(20) == 3, -1, y0)), ValueError, "Y has class labels outside"),
+    (dict(Y=y0 + 0.5), ValueError, "Y as 1-D class labels must be integers"),
+    (dict(Y=np.full(20, np.nan)), ValueError, "Y contains NaN"),
+    (dict(Y=np.eye(4)[y0]), ValueError, "Y has 4 columns"),
+    (dict(Y=2 * np.eye(3)[y0]), ValueError, r"Y targets for cross_entropy must lie in \[0, 1\]"),
+    (dict(Y=np.zeros((20, 3, 1))), ValueError, "Y must be 1-D or 2-D"),
+    (dict(epochs=0), ValueError, "epochs"),
+    (dict(epochs=2.0), TypeError, "epochs"),
+    (dict(batch_size=0), ValueError, "batch_size"),
+    (dict(batch_size=-3), ValueError, "batch_size"),
+    (dict(batch_size=True), TypeError, "batch_size"),
+    (dict(batch_size="32"), TypeError, "batch_size"),
+    (dict(lr=-0.1), ValueError, "lr"),
+    (dict(lr=float("nan")), ValueError, "lr"),
+    (dict(lr=float("inf")), ValueError, "lr"),
+    (dict(lr="0.1"), TypeError, "lr"),
+    (dict(momentum=-0.5), ValueError, "momentum"),
+    (dict(weight_decay=-1e-4), ValueError, "weight_decay"),
+    (dict(nesterov=True), ValueError, "nesterov"),
+    (dict(nesterov=True, momentum=0.9, optimizer="adam"), ValueError, "nesterov"),
+    (dict(optimizer="rmsprop"), ValueError, "optimizer"),
+    (dict(optimizer="adam", momentum=0.9), ValueError, "momentum"),
+    (dict(shuffle="yes"), TypeError, "shuffle"),
+    (dict(validation_data=X0), TypeError, "validation_data"),
+    (dict(validation_data=(X0[:, :2], y0)), ValueError, r"validation_data\[0\] has 2 features"),
+    (dict(validation_data=(X0, y0[:5])), ValueError, r"validation_data\[1\] has 5 samples"),
+]
+
+
+@pytest.mark.parametrize("kwargs,error,message", BAD_FIT,
+                         ids=[f"{i}-{c[2][:24]}" for i, c in enumerate(BAD_FIT)])
+def test_bad_fit_input_raises_and_changes_nothing(kwargs, error, message):
+    model = classifier()
+    model.fit(X0, y0, epochs=1, batch_size=4, momentum=0.9)  # some optimizer state
+    before = (model.params.copy(), model._buf1.copy(), model._rng.bit_generator.state)
+    kwargs = dict(kwargs)
+    X = kwargs.pop("X", X0.copy())
+    Y = kwargs.pop("Y", y0.copy())
+    X_copy = np.array(X, dtype=object) if isinstance(X, list) else np.copy(X)
+    Y_copy = np.copy(Y)
+    with pytest.raises(error, match=message):
+        model.fit(X, Y, **kwargs)
+    assert np.array_equal(model.params, before[0])
+    assert np.array_equal(model._buf1, before[1])
+    assert model._rng.bit_generator.state == before[2]
+    if isinstance(X, np.ndarray) and X.dtype.kind == "f":
+        np.testing.assert_array_equal(X, X_copy)  # NaNs compare equal here
+    np.testing.assert_array_equal(Y, Y_copy)
+
+
+def test_values_beyond_float32_raise_for_a_float32_model():
+    model = classifier("float32")
+    X = X0.copy()
+    X[0, 0] = 1e39
+    with pytest.raises(ValueError, match="X has values beyond the range"):
+        model.fit(X, y0)
+    with pytest.raises(ValueError, match="X has values beyond the range"):
+        model.predict(X)
+    classifier("float64").fit(X, y0)  # fine in float64
+
+
+@pytest.mark.parametrize("method", ["predict", "loss", "gradients", "evaluate"])
+def test_other_methods_check_their_input(method):
+    model = classifier()
+    before = model.params.copy()
+    args = (X0[:, :3],) if method == "predict" else (X0[:, :3], y0)
+    with pytest.raises(ValueError, match="X has 3 features per sample, the model expects 4"):
+        getattr(model, method)(*args)
+    if method != "predict":
+        with pytest.raises(ValueError, match="Y has class labels outside"):
+            getattr(model, method)(X0, y0 + 3)
+    assert np.array_equal(model.params, before)
+
+
+def test_predict_rejects_3d_and_nan():
+    model = classifier()
+    with pytest.raises(ValueError, match="X must be 1-D .one sample. or 2-D"):
+        model.predict(X0[None])
+    with pytest.raises(ValueError, match="X contains NaN"):
+        model.predict(np.full(4, np.nan))
+
+
+def test_unusual_but_good_input_works():
+    """Fortran order, strides, integers, lists, read-only and float64-into-float32
+    all give the same result as the canonical array."""
+    model = classifier("float32")
+    X = np.round(X0 * 3)
+    canonical = model.predict(X.astype(np.float32))
+    fortran = np.asfortranarray(X)
+    strided = np.repeat(X, 2, axis=0)[::2]
+    readonly = X.copy()
+    readonly.flags.writeable = False
+    for variant in (fortran, strided, X.astype(np.int64), X.astype(np.int8), X.tolist(),
+                    readonly, X.astype(np.float64)):
+        np.testing.assert_array_equal(model.predict(variant), canonical)
+    one = model.predict(X[3])
+    assert one.shape == (3,)
+    np.testing.assert_array_equal(one, canonical[3])
+    # training on each gives the same parameters
+    results = []
+    for variant in (X.astype(np.float32), fortran, strided, X.astype(np.int32)):
+        m = classifier("float32")
+        m.fit(variant, y0.astype(np.uint8), epochs=2, batch_size=3)
+        results.append(m.params.copy())
+    assert all(np.array_equal(results[0], r) for r in results[1:])
+    assert fortran.flags.f_contiguous  # the user's array is left as it was
+
+
+def test_target_forms_are_equivalent():
+    model_labels, model_onehot = classifier(), classifier()
+    model_labels.fit(X0, y0, epochs=2, batch_size=5)
+    model_onehot.fit(X0, np.eye(3)[y0], epochs=2, batch_size=5)
+    assert np.array_equal(model_labels.params, model_onehot.params)
+    reg = fastbp.Model([4, 5, 1], seed=0)
+    reg2 = fastbp.Model([4, 5, 1], seed=0)
+    y = X0.sum(axis=1)
+    reg.fit(X0, y, epochs=2, batch_size=4)
+    reg2.fit(X0, y[:, None], epochs=2, batch_size=4)
+    assert np.array_equal(reg.params, reg2.params)
+
+
+def test_same_seed_same_bits_and_resumable_fits():
+    a, b, c = classifier(seed=3), classifier(seed=3), classifier(seed=4)
+    assert np.array_equal(a.params, b.params) and not np.array_equal(a.params, c.params)
+    a.fit(X0, y0, epochs=2, batch_size=3, momentum=0.9, lr=0.05)
+    b.fit(X0, y0, epochs=1, batch_size=3, momentum=0.9, lr=0.05)
+    b.fit(X0, y0, epochs=1, batch_size=3, momentum=0.9, lr=0.05)
+    assert np.array_equal(a.params, b.params)  # optimizer state and shuffling persist
+    d = classifier(seed=3)
+    d.fit(X0, y0, epochs=1, batch_size=3, optimizer="adam", lr=0.01)
+    d.fit(X0, y0, epochs=1, batch_size=3, optimizer="adam", lr=0.01)
+    e = classifier(seed=3)
+    e.fit(X0, y0, epochs=2, batch_size=3, optimizer="adam", lr=0.01)
+    assert np.array_equal(d.params, e.params)
+
+
+def test_weights_and_biases_are_views_into_params():
+    model = classifier()
+    model.weights[0][1, 2] = 7.5
+    model.biases[1][0] = -2.0
+    assert 7.5 in model.params and -2.0 in model.params
+    assert all(np.shares_memory(W, model.params) for W in model.weights)
+    assert model.params.flags.c_contiguous and model.params.ndim == 1
+    no_bias = fastbp.Model([4, 6, 3], bias=False)
+    assert no_bias.biases == [] and no_bias.params.size == 4 * 6 + 6 * 3
+
+
+def test_history_and_evaluate():
+    model = classifier()
+    history = model.fit(X0, y0, epochs=3, batch_size=4, validation_data=(X0, y0))
+    assert set(history.history) == {"loss", "samples_per_second", "val_loss", "val_accuracy"}
+    assert all(len(v) == 3 for v in history.history.values())
+    assert all(s > 0 for s in history.history["samples_per_second"])
+    result = model.evaluate(X0, y0)
+    assert result["loss"] == pytest.approx(history.history["val_loss"][-1])
+    assert result["accuracy"] == history.history["val_accuracy"][-1]
+    expected = np.mean(model.predict(X0).argmax(axis=1) == y0)
+    assert result["accuracy"] == expected
+    assert "accuracy" not in fastbp.Model([4, 1]).evaluate(X0, X0[:, 0])
+    binary = fastbp.Model([4, 1], output="sigmoid", loss="cross_entropy", seed=0)
+    yb = (X0[:, 0] > 0).astype(float)
+    acc = binary.evaluate(X0, yb)["accuracy"]
+    assert acc == np.mean((binary.predict(X0)[:, 0] > 0.5) == (yb > 0.5))
+
+
+def test_divergence_stops_naming_the_epoch_and_restores_parameters():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(32, 4)) * 10
+    Y = rng.normal(size=(32, 2)) * 10
+    for lr in (0.02, 0.05, 0.2, 1.0, 10.0, 1e3):
+        model = fastbp.Model([4, 8, 2], hidden="linear", dtype="float32", seed=1)
+        try:
+            model.fit(X, Y, epochs=30, batch_size=4, lr=lr)
+        except TrainingDivergedError as exc:
+            epoch = int(re.search(r"in epoch (\d+)", str(exc)).group(1))
+            break
+    else:
+        pytest.fail("no learning rate diverged")
+    assert np.isfinite(model.params).all()
+    replay = fastbp.Model([4, 8, 2], hidden="linear", dtype="float32", seed=1)
+    if epoch > 1:
+        replay.fit(X, Y, epochs=epoch - 1, batch_size=4, lr=lr)
+    assert np.array_equal(model.params, replay.params)  # the state before that epoch
+
+
+# -- save / load ---------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_save_load_round_trip_bit_exact(tmp_path, dtype):
+    model = fastbp.Model([4, 6, 3], hidden="relu", output="softmax", loss="cross_entropy",
+                         dtype=dtype, seed=2, bias=dtype == "float32")
+    model.fit(X0, y0, epochs=2, batch_size=4, momentum=0.9)
+    path = tmp_path / "model.bin"  # any name: save writes exactly this path
+    model.save(path)
+    assert os.listdir(tmp_path) == ["model.bin"]
+    loaded = fastbp.Model.load(path)
+    assert loaded.params.dtype == np.dtype(dtype)
+    assert np.array_equal(loaded.params, model.params)
+    assert (loaded.sizes, loaded.hidden, loaded.output, loaded.bias) == (
+        model.sizes, model.hidden, model.output, model.bias)
+    np.testing.assert_array_equal(loaded.predict(X0), model.predict(X0))
+    # training goes on exactly as without the round trip
+    model.fit(X0, y0, epochs=1, batch_size=4, momentum=0.9)
+    loaded.fit(X0, y0, epochs=1, batch_size=4, momentum=0.9)
+    assert np.array_equal(loaded.params, model.params)
+
+
+def test_load_rejects_truncated_foreign_and_missing_files(tmp_path):
+    model = classifier()
+    good = tmp_path / "good.npz"
+    model.save(good)
+    raw = good.read_bytes()
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(raw[: len(raw) // 2])
+    foreign = tmp_path / "foreign.npz"
+    np.savez(foreign, X=np.zeros(3))
+    junk = tmp_path / "junk.npz"
+    junk.write_bytes(b"not a model at all")
+    for path in (truncated, foreign, junk):
+        with pytest.raises(ValueError, match="not a fastbp model file"):
+            fastbp.Model.load(path)
+    with pytest.raises(OSError):
+        fastbp.Model.load(tmp_path / "missing.npz")
+
+
+def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
+    model = classifier()
+    path = tmp_path / "model.npz"
+    model.save(path)
+    old = path.read_bytes()
+
+    def failing_savez(fh, **arrays):
+        fh.write(b"half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", failing_savez)
+    model.params += 1
+    with pytest.raises(KeyboardInterrupt):
+        model.save(path)
+    assert path.read_bytes() == old
+    assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
