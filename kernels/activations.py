@@ -1,8 +1,11 @@
 """Activations, their derivatives, per-sample loss and output delta.
 
-All work on one per-sample row: ``z``/``a``/``t``/``delta`` are 1-D arrays and
-``start``/``n`` select a layer inside them (see :mod:`fastbp.kernels.layout`).
-Constants are made in the arrays' own dtype so float32 math stays float32.
+All take the 1-D slices of one layer of one sample (``z``, ``a``, ``delta`` of
+length n_l, ``t`` the target row). Loops index these views from 0: LLVM then
+knows no index is negative, drops numba's wrap-around branch and vectorises
+(measured: about 10x on a 256x784 matrix-vector product versus indexing the
+whole row at an offset). Constants are made in the arrays' own dtype so float32
+math stays float32.
 """
 
 import numpy as np
@@ -20,68 +23,68 @@ from fastbp.kernels._jit import jit_serial
 
 
 @jit_serial
-def activate(z, a, start, n, code):
-    """a[start:start+n] = s(z[start:start+n]) for activation ``code``."""
+def activate(z, a, code):
+    """a = s(z) for activation ``code``."""
     one = a.dtype.type(1.0)
     if code == SOFTMAX:
         # Subtracting the max keeps exp() finite; softmax is shift-invariant.
-        zmax = z[start]
-        for k in range(start + 1, start + n):
+        zmax = z[0]
+        for k in range(1, z.shape[0]):
             zmax = max(zmax, z[k])
         total = a.dtype.type(0.0)
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             e = np.exp(z[k] - zmax)
             a[k] = e
             total += e
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             a[k] = a[k] / total
     elif code == SIGMOID:
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             a[k] = one / (one + np.exp(-z[k]))
     elif code == TANH:
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             a[k] = np.tanh(z[k])
     elif code == RELU:
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             a[k] = max(z[k], a.dtype.type(0.0))
     elif code == LEAKY_RELU:
         slope = a.dtype.type(LEAKY_SLOPE)
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             a[k] = z[k] if z[k] > 0 else slope * z[k]
     else:  # LINEAR
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             a[k] = z[k]
 
 
 @jit_serial
-def scale_by_derivative(z, a, delta, start, n, code):
-    """delta[k] *= s'(z[k]) for k in the layer (element-wise activations only).
+def scale_by_derivative(z, a, delta, code):
+    """delta *= s'(z), element-wise (not for softmax).
 
     The derivative is taken from the stored activation where that is cheaper:
     sigmoid' = a (1 - a), tanh' = 1 - a^2.
     """
     one = delta.dtype.type(1.0)
     if code == SIGMOID:
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             delta[k] *= a[k] * (one - a[k])
     elif code == TANH:
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             delta[k] *= one - a[k] * a[k]
     elif code == RELU:
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             if not z[k] > 0:
                 delta[k] = delta.dtype.type(0.0)
     elif code == LEAKY_RELU:
         slope = delta.dtype.type(LEAKY_SLOPE)
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             if not z[k] > 0:
                 delta[k] *= slope
     # LINEAR: s' = 1
 
 
 @jit_serial
-def sample_loss(z, a, t, start, n, output, loss):
-    """Per-sample loss of the output layer at ``start`` against target row ``t``.
+def sample_loss(z, a, t, output, loss):
+    """Per-sample loss of the output layer against target row ``t``.
 
     mse: 1/2 ||a - t||^2. cross_entropy with softmax: -sum t_k log a_k, with
     log a_k = z_k - max(z) - log sum exp(z - max(z)) so that a saturated output
@@ -91,46 +94,46 @@ def sample_loss(z, a, t, start, n, output, loss):
     """
     total = 0.0
     if loss == CROSS_ENTROPY and output == SOFTMAX:
-        zmax = z[start]
-        for k in range(start + 1, start + n):
+        zmax = z[0]
+        for k in range(1, z.shape[0]):
             zmax = max(zmax, z[k])
         sum_exp = 0.0
-        for k in range(start, start + n):
+        for k in range(z.shape[0]):
             sum_exp += np.exp(z[k] - zmax)
         log_norm = zmax + np.log(sum_exp)
-        for k in range(n):
-            total -= t[k] * (z[start + k] - log_norm)
+        for k in range(z.shape[0]):
+            total -= t[k] * (z[k] - log_norm)
     elif loss == CROSS_ENTROPY:  # sigmoid output
-        for k in range(n):
-            zk = z[start + k]
+        for k in range(z.shape[0]):
+            zk = z[k]
             sp_pos = max(zk, 0.0) + np.log1p(np.exp(-abs(zk)))  # softplus(z)
             sp_neg = sp_pos - zk  # softplus(-z) = softplus(z) - z
             total += t[k] * sp_neg + (1.0 - t[k]) * sp_pos
     else:
-        for k in range(n):
-            diff = a[start + k] - t[k]
+        for k in range(z.shape[0]):
+            diff = a[k] - t[k]
             total += 0.5 * diff * diff
     return total
 
 
 @jit_serial
-def output_delta(z, a, t, delta, start, n, output, loss):
-    """delta^L of one sample into ``delta[start:start+n]``.
+def output_delta(z, a, t, delta, output, loss):
+    """delta^L of one sample into ``delta``.
 
     cross_entropy (softmax or sigmoid output): delta^L = a^L - t.
     mse with softmax: the full Jacobian, delta^L = a o ((a - t) - <a - t, a>).
     mse otherwise: delta^L = (a^L - t) o s'(z^L).
     """
     if loss == CROSS_ENTROPY:
-        for k in range(n):
-            delta[start + k] = a[start + k] - t[k]
+        for k in range(z.shape[0]):
+            delta[k] = a[k] - t[k]
     elif output == SOFTMAX:
         inner = delta.dtype.type(0.0)
-        for k in range(n):
-            inner += (a[start + k] - t[k]) * a[start + k]
-        for k in range(n):
-            delta[start + k] = a[start + k] * ((a[start + k] - t[k]) - inner)
+        for k in range(z.shape[0]):
+            inner += (a[k] - t[k]) * a[k]
+        for k in range(z.shape[0]):
+            delta[k] = a[k] * ((a[k] - t[k]) - inner)
     else:
-        for k in range(n):
-            delta[start + k] = a[start + k] - t[k]
-        scale_by_derivative(z, a, delta, start, n, output)
+        for k in range(z.shape[0]):
+            delta[k] = a[k] - t[k]
+        scale_by_derivative(z, a, delta, output)

@@ -1,5 +1,8 @@
 """Backward pass: the delta recursion per sample, gradient sums per weight row,
-and the online (batch size 1) step with the update fused into the recursion."""
+and the online (batch size 1) step with the update fused into the recursion.
+
+Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
+"""
 
 import numpy as np
 from numba import prange
@@ -11,11 +14,11 @@ from fastbp.kernels.update import adam_constants, adam_element, sgd_element
 
 
 @jit_serial
-def _propagate_row(params, w_off, n_in, i, d, delta, a_in):
-    """delta^(l-1) += W^l[i, :] * delta^l_i (one row of the (W^l)^T delta product)."""
-    row = w_off + i * n_in
-    for j in range(n_in):
-        delta[a_in + j] += params[row + j] * d
+def _layer_slices(layout, a, z, delta, l):
+    """Views of layer l of one sample's rows: a^l, z^l, delta^l."""
+    start = layout[UNIT, l]
+    stop = start + layout[SIZE, l]
+    return a[start:stop], z[start:stop], delta[start:stop]
 
 
 @jit_serial
@@ -27,18 +30,21 @@ def backward_sample(params, layout, codes, a, z, t, delta):
     (a per-sample row, same offsets as ``a`` and ``z``).
     """
     n_layers = layout.shape[1] - 1
-    start = layout[UNIT, n_layers]
-    output_delta(z, a, t, delta, start, layout[SIZE, n_layers], codes[1], codes[2])
+    a_L, z_L, delta_L = _layer_slices(layout, a, z, delta, n_layers)
+    output_delta(z_L, a_L, t, delta_L, codes[1], codes[2])
     for l in range(n_layers, 1, -1):
         n_in = layout[SIZE, l - 1]
-        a_in = layout[UNIT, l - 1]
-        start = layout[UNIT, l]
-        for j in range(n_in):
-            delta[a_in + j] = 0
+        a_prev, z_prev, delta_prev = _layer_slices(layout, a, z, delta, l - 1)
+        delta_l = _layer_slices(layout, a, z, delta, l)[2]
+        delta_prev[:] = 0
         # Sum over i outermost: every row of W^l is read contiguously.
         for i in range(layout[SIZE, l]):
-            _propagate_row(params, layout[WOFF, l], n_in, i, delta[start + i], delta, a_in)
-        scale_by_derivative(z, a, delta, a_in, n_in, codes[0])
+            row = layout[WOFF, l] + i * n_in
+            w = params[row : row + n_in]
+            d = delta_l[i]
+            for j in range(n_in):
+                delta_prev[j] += w[j] * d
+        scale_by_derivative(z_prev, a_prev, delta_prev, codes[0])
 
 
 @jit_serial
@@ -72,18 +78,19 @@ def accumulate_gradients(layout, A, D, n_samples, reset, grads):
         a_in = layout[UNIT, l - 1]
         unit = layout[UNIT, l] + i
         row = layout[WOFF, l] + i * n_in
-        b_idx = layout[BOFF, l]
+        g = grads[row : row + n_in]
+        b_idx = layout[BOFF, l] + i if layout[BOFF, l] >= 0 else -1
         if reset:
-            for j in range(n_in):
-                grads[row + j] = 0
+            g[:] = 0
             if b_idx >= 0:
-                grads[b_idx + i] = 0
+                grads[b_idx] = 0
         for s in range(n_samples):
             d = D[s, unit]
+            x = A[s, a_in : a_in + n_in]
             for j in range(n_in):
-                grads[row + j] += d * A[s, a_in + j]
+                g[j] += d * x[j]
             if b_idx >= 0:
-                grads[b_idx + i] += d
+                grads[b_idx] += d
 
 
 @jit_serial
@@ -96,54 +103,45 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
     (1-based). Same rules as ``sgd_update``/``adam_update`` with count 1.
     """
     n_layers = layout.shape[1] - 1
-    start = layout[UNIT, n_layers]
-    output_delta(z, a, t, delta, start, layout[SIZE, n_layers], codes[1], codes[2])
+    a_L, z_L, delta_L = _layer_slices(layout, a, z, delta, n_layers)
+    output_delta(z_L, a_L, t, delta_L, codes[1], codes[2])
     dt = params.dtype.type
-    opt = int(hyper[0])
-    lr = dt(hyper[1])
-    momentum = dt(hyper[2])
+    sgd = int(hyper[0]) == 0
+    lr, momentum, wd = dt(hyper[1]), dt(hyper[2]), dt(hyper[4])
     nesterov = hyper[3] != 0.0
-    wd = dt(hyper[4])
-    beta2 = dt(hyper[6])
-    eps = dt(hyper[7])
+    beta2, eps = dt(hyper[6]), dt(hyper[7])
     c1, c2, c3, c4 = adam_constants(hyper[1], hyper[5], hyper[6], step)
     step_size, one_m_b1, one_m_b2, bc2_sqrt = dt(c1), dt(c2), dt(c3), dt(c4)
     for l in range(n_layers, 0, -1):
         n_in = layout[SIZE, l - 1]
-        a_in = layout[UNIT, l - 1]
-        start = layout[UNIT, l]
-        w_off = layout[WOFF, l]
-        b_off = layout[BOFF, l]
+        a_prev, z_prev, delta_prev = _layer_slices(layout, a, z, delta, l - 1)
+        delta_l = _layer_slices(layout, a, z, delta, l)[2]
         back = l > 1
         if back:
-            for j in range(n_in):
-                delta[a_in + j] = 0
+            delta_prev[:] = 0
         for i in range(layout[SIZE, l]):
-            d = delta[start + i]
-            row = w_off + i * n_in
+            d = delta_l[i]
+            row = layout[WOFF, l] + i * n_in
+            w = params[row : row + n_in]
+            m = buf1[row : row + n_in]
+            v = buf2[row : row + n_in]
             for j in range(n_in):
-                k = row + j
-                w = params[k]
+                w_ij = w[j]
                 if back:
-                    delta[a_in + j] += w * d
-                g = d * a[a_in + j]
-                if opt == 0:
-                    params[k] = sgd_element(w, g, buf1, k, lr, momentum, nesterov, wd)
+                    delta_prev[j] += w_ij * d
+                g = d * a_prev[j]
+                if sgd:
+                    w[j] = sgd_element(w_ij, g, m, j, lr, momentum, nesterov, wd)
                 else:
-                    params[k] = adam_element(
-                        w, g, buf1, buf2, k, step_size, one_m_b1, beta2, one_m_b2,
-                        bc2_sqrt, eps, wd,
-                    )
-            if b_off >= 0:
-                k = b_off + i
-                if opt == 0:
-                    params[k] = sgd_element(
-                        params[k], d, buf1, k, lr, momentum, nesterov, wd
-                    )
+                    w[j] = adam_element(w_ij, g, m, v, j, step_size, one_m_b1, beta2,
+                                        one_m_b2, bc2_sqrt, eps, wd)
+            if layout[BOFF, l] >= 0:
+                k = layout[BOFF, l] + i
+                if sgd:
+                    params[k] = sgd_element(params[k], d, buf1, k, lr, momentum, nesterov,
+                                            wd)
                 else:
-                    params[k] = adam_element(
-                        params[k], d, buf1, buf2, k, step_size, one_m_b1, beta2,
-                        one_m_b2, bc2_sqrt, eps, wd,
-                    )
+                    params[k] = adam_element(params[k], d, buf1, buf2, k, step_size,
+                                             one_m_b1, beta2, one_m_b2, bc2_sqrt, eps, wd)
         if back:
-            scale_by_derivative(z, a, delta, a_in, n_in, codes[0])
+            scale_by_derivative(z_prev, a_prev, delta_prev, codes[0])

@@ -19,17 +19,18 @@ def forward_sample(params, layout, codes, a, z):
     for l in range(1, n_layers + 1):
         n_in = layout[SIZE, l - 1]
         n_out = layout[SIZE, l]
-        a_in = layout[UNIT, l - 1]
         start = layout[UNIT, l]
-        w_off = layout[WOFF, l]
+        x = a[layout[UNIT, l - 1] : start]  # a^(l-1)
+        z_l = z[start : start + n_out]
         b_off = layout[BOFF, l]
         for i in range(n_out):
-            row = w_off + i * n_in
+            row = layout[WOFF, l] + i * n_in
+            w = params[row : row + n_in]
             acc = params[b_off + i] if b_off >= 0 else params.dtype.type(0.0)
             for j in range(n_in):
-                acc += params[row + j] * a[a_in + j]
-            z[start + i] = acc
-        activate(z, a, start, n_out, codes[0] if l < n_layers else codes[1])
+                acc += w[j] * x[j]
+            z_l[i] = acc
+        activate(z_l, a[start : start + n_out], codes[0] if l < n_layers else codes[1])
 
 
 @jit_serial
@@ -55,5 +56,4 @@ def predict_batch(params, layout, codes, X, out, A, Z):
         tid = numba.get_thread_id()
         load_input(X[s], A[tid])
         forward_sample(params, layout, codes, A[tid], Z[tid])
-        for k in range(n_out):
-            out[s, k] = A[tid, start + k]
+        out[s] = A[tid, start : start + n_out]

@@ -18,14 +18,12 @@ def _forward_backward_rows(params, layout, codes, X, T, order, first, n, A, Z, D
 
     Parallel over samples: each iteration owns row s of every buffer.
     """
-    n_layers = layout.shape[1] - 1
-    start = layout[UNIT, n_layers]
-    n_out = layout[SIZE, n_layers]
+    start = layout[UNIT, layout.shape[1] - 1]  # the output layer ends each row
     for s in prange(n):
         idx = order[first + s]
         load_input(X[idx], A[s])
         forward_sample(params, layout, codes, A[s], Z[s])
-        losses[s] = sample_loss(Z[s], A[s], T[idx], start, n_out, codes[1], codes[2])
+        losses[s] = sample_loss(Z[s, start:], A[s, start:], T[idx], codes[1], codes[2])
         if want_delta:
             backward_sample(params, layout, codes, A[s], Z[s], T[idx], D[s])
 
@@ -48,6 +46,7 @@ def train_epoch(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
     """
     n_samples = order.shape[0]
     opt = int(hyper[0])
+    out_start = layout[UNIT, layout.shape[1] - 1]  # the output layer ends each row
     total = 0.0
     for first in range(0, n_samples, batch_size):
         n = min(batch_size, n_samples - first)
@@ -56,9 +55,8 @@ def train_epoch(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
             idx = order[first]
             load_input(X[idx], A[0])
             forward_sample(params, layout, codes, A[0], Z[0])
-            n_layers = layout.shape[1] - 1
-            total += sample_loss(Z[0], A[0], T[idx], layout[UNIT, n_layers],
-                                 layout[SIZE, n_layers], codes[1], codes[2])
+            total += sample_loss(Z[0, out_start:], A[0, out_start:], T[idx], codes[1],
+                                 codes[2])
             online_step(params, layout, codes, hyper, step, A[0], Z[0], T[idx], D[0],
                         buf1, buf2)
             continue
@@ -98,8 +96,7 @@ def dataset_pass(params, layout, codes, X, T, A, Z, D, losses, out, want_grads,
                                losses, want_grads)
         for s in range(n):
             total += losses[s]
-            for k in range(n_out):
-                out[first + s, k] = A[s, start + k]
+            out[first + s] = A[s, start : start + n_out]
         if want_grads:
             accumulate_gradients(layout, A, D, n, first == 0, grads)
     return total
