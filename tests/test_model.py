@@ -327,3 +327,12 @@ def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
         model.save(path)
     assert path.read_bytes() == old
     assert os.listdir(tmp_path) == ["model.npz"]  # no temporary file left behind
+
+
+def test_docstring_examples_run():
+    import doctest
+
+    import fastbp.model
+
+    result = doctest.testmod(fastbp.model)
+    assert result.attempted > 0 and result.failed == 0

@@ -1,0 +1,299 @@
+"""fastbp against PyTorch: the same network built from nn.Linear layers with the
+model's weights copied in, compared on outputs, mean loss, autograd gradients and
+whole training trajectories under torch.optim.SGD / torch.optim.Adam.
+
+DESIGN.md promises torch's optimizer semantics exactly, so trajectories must agree
+to rounding: float64 to ~1e-9 relative, float32 (both sides in float32, summing in
+different orders) to ~1e-4.
+"""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+import fastbp  # noqa: E402
+
+# Tolerances per dtype. One pass (outputs, loss, gradients); trajectories
+# accumulate rounding over 20-30 steps, hence the looser pair.
+PASS_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-5, atol=1e-6)}
+TRAJ_TOL = {"float64": dict(rtol=1e-10, atol=1e-12), "float32": dict(rtol=1e-4, atol=1e-5)}
+TORCH_DTYPE = {"float64": torch.float64, "float32": torch.float32}
+DTYPES = ["float64", "float32"]
+
+HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "linear"]
+HEADS = [  # (output, loss)
+    ("linear", "mse"),
+    ("sigmoid", "mse"),
+    ("tanh", "mse"),
+    ("softmax", "mse"),
+    ("softmax", "cross_entropy"),
+    ("sigmoid", "cross_entropy"),
+]
+HEAD_IDS = [f"{o}+{lo}" for o, lo in HEADS]
+
+SIZES = [5, 7, 3]
+N = 10
+
+ACTIVATION = {
+    "sigmoid": torch.sigmoid,
+    "tanh": torch.tanh,
+    "relu": torch.relu,
+    "leaky_relu": lambda z: F.leaky_relu(z, negative_slope=0.01),
+    "linear": lambda z: z,
+    "softmax": lambda z: torch.softmax(z, dim=1),
+}
+
+
+def make_data(output, loss, seed=0):
+    """X (N, 5) and targets T (N, 3) that fit the output/loss, float64."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(N, SIZES[0]))
+    n_out = SIZES[-1]
+    if output == "softmax":
+        T = np.eye(n_out)[rng.integers(0, n_out, size=N)]
+    elif output == "sigmoid" and loss == "cross_entropy":
+        T = rng.integers(0, 2, size=(N, n_out)).astype(float)
+    elif output == "sigmoid":
+        T = rng.uniform(0.1, 0.9, size=(N, n_out))
+    elif output == "tanh":
+        T = rng.uniform(-0.9, 0.9, size=(N, n_out))
+    else:
+        T = rng.normal(size=(N, n_out))
+    return X, T
+
+
+def make_model(hidden, output, loss, dtype, seed=0):
+    model = fastbp.Model(SIZES, hidden=hidden, output=output, loss=loss, dtype=dtype,
+                         seed=seed)
+    # Biases start at zero; give them values so that they are really tested.
+    rng = np.random.default_rng(seed + 100)
+    for b in model.biases:
+        b[...] = rng.normal(0.0, 0.3, size=b.shape)
+    return model
+
+
+class TorchMLP(torch.nn.Module):
+    """The fastbp model rebuilt from nn.Linear layers, with its weights copied."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.dtype = TORCH_DTYPE[model.dtype.name]
+        self.hidden, self.output, self.loss_name = model.hidden, model.output, model.loss_name
+        self.layers = torch.nn.ModuleList(
+            torch.nn.Linear(n_in, n_out, bias=model.bias, dtype=self.dtype)
+            for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:])
+        )
+        with torch.no_grad():
+            for l, layer in enumerate(self.layers):
+                layer.weight.copy_(torch.from_numpy(model.weights[l].copy()))
+                if model.bias:
+                    layer.bias.copy_(torch.from_numpy(model.biases[l].copy()))
+
+    def logits(self, x):
+        a = x
+        for layer in self.layers[:-1]:
+            a = ACTIVATION[self.hidden](layer(a))
+        return self.layers[-1](a)
+
+    def forward(self, x):
+        return ACTIVATION[self.output](self.logits(x))
+
+    def loss(self, x, t):
+        """Mean over samples of the per-sample losses of DESIGN.md, from torch's
+        own loss functions (summed, then divided by the sample count)."""
+        n = x.shape[0]
+        z = self.logits(x)
+        if self.loss_name == "mse":  # 1/2 ||a - t||^2
+            return 0.5 * F.mse_loss(ACTIVATION[self.output](z), t, reduction="sum") / n
+        if self.output == "softmax":  # -sum_k t_k log a_k
+            return F.cross_entropy(z, t, reduction="sum") / n
+        # -sum_k [t_k log a_k + (1 - t_k) log(1 - a_k)]
+        return F.binary_cross_entropy_with_logits(z, t, reduction="sum") / n
+
+    def flat(self):
+        """Parameters in fastbp's layout: W^1, b^1, W^2, b^2."""
+        return torch.cat([p.detach().reshape(-1) for p in self.parameters()]).numpy()
+
+
+def as_torch(arr, dtype):
+    return torch.from_numpy(np.ascontiguousarray(arr, dtype=dtype))
+
+
+# ---------------------------------------------------------------------------
+# One pass: outputs, loss, gradients, every hidden activation x every head
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
+@pytest.mark.parametrize("output, loss", HEADS, ids=HEAD_IDS)
+@pytest.mark.parametrize("hidden", HIDDEN, ids=HIDDEN)
+def test_predict_and_loss_match_torch(hidden, output, loss, dtype):
+    X, T = make_data(output, loss)
+    model = make_model(hidden, output, loss, dtype)
+    net = TorchMLP(model)
+    x, t = as_torch(X, dtype), as_torch(T, dtype)
+    with torch.no_grad():
+        out = net(x).numpy()
+        want_loss = net.loss(x, t).item()
+    got = model.predict(X)
+    assert got.dtype == np.dtype(dtype) and got.shape == (N, SIZES[-1])
+    np.testing.assert_allclose(got, out, **PASS_TOL[dtype])
+    np.testing.assert_allclose(model.predict(X[3]), out[3], **PASS_TOL[dtype])
+    np.testing.assert_allclose(model.loss(X, T), want_loss, **PASS_TOL[dtype])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
+@pytest.mark.parametrize("output, loss", HEADS, ids=HEAD_IDS)
+@pytest.mark.parametrize("hidden", HIDDEN, ids=HIDDEN)
+def test_gradients_match_autograd(hidden, output, loss, dtype):
+    X, T = make_data(output, loss)
+    model = make_model(hidden, output, loss, dtype)
+    net = TorchMLP(model)
+    net.loss(as_torch(X, dtype), as_torch(T, dtype)).backward()
+    dWs, dbs = model.gradients(X, T)
+    assert len(dWs) == len(dbs) == len(net.layers)
+    for l, layer in enumerate(net.layers):
+        assert dWs[l].dtype == np.dtype(dtype)
+        np.testing.assert_allclose(dWs[l], layer.weight.grad.numpy(), **PASS_TOL[dtype],
+                                   err_msg=f"dW^{l + 1}")
+        np.testing.assert_allclose(dbs[l], layer.bias.grad.numpy(), **PASS_TOL[dtype],
+                                   err_msg=f"db^{l + 1}")
+    # the gradients are not all ~0 (the comparison above means something)
+    assert max(np.abs(g).max() for g in dWs) > 1e-3
+
+
+# ---------------------------------------------------------------------------
+# Training trajectories against torch.optim, shuffle=False
+# ---------------------------------------------------------------------------
+
+OPTIMIZERS = {  # id -> (fastbp fit kwargs, torch optimizer class, torch kwargs)
+    "sgd": (dict(optimizer="sgd", lr=0.1), torch.optim.SGD, dict(lr=0.1)),
+    "momentum": (dict(optimizer="sgd", lr=0.1, momentum=0.9), torch.optim.SGD,
+                 dict(lr=0.1, momentum=0.9)),
+    "nesterov": (dict(optimizer="sgd", lr=0.1, momentum=0.9, nesterov=True),
+                 torch.optim.SGD, dict(lr=0.1, momentum=0.9, nesterov=True)),
+    "sgd-wd": (dict(optimizer="sgd", lr=0.1, weight_decay=0.01), torch.optim.SGD,
+               dict(lr=0.1, weight_decay=0.01)),
+    "momentum-wd": (dict(optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.01),
+                    torch.optim.SGD, dict(lr=0.1, momentum=0.9, weight_decay=0.01)),
+    "adam": (dict(optimizer="adam", lr=0.01), torch.optim.Adam, dict(lr=0.01)),
+    "adam-wd": (dict(optimizer="adam", lr=0.01, weight_decay=0.01), torch.optim.Adam,
+                dict(lr=0.01, weight_decay=0.01)),
+}
+OPT_IDS = list(OPTIMIZERS)
+NETS = {  # id -> (hidden, output, loss)
+    "tanh-softmax-ce": ("tanh", "softmax", "cross_entropy"),
+    "sigmoid-linear-mse": ("sigmoid", "linear", "mse"),
+}
+NET_IDS = list(NETS)
+# 1: the fused online step; 5 divides N = 10; 4 leaves a final batch of 2.
+BATCH_SIZES = [1, 5, 4]
+BATCH_IDS = ["bs1", "bs5", "bs4-partial"]
+EPOCHS = 2
+
+
+def torch_train(net, X, T, batch_size, epochs, opt_cls, opt_kwargs, dtype, optimizer=None):
+    """Mini-batches in order (a final partial batch used), mean loss per batch.
+    Returns (optimizer, per-epoch mean of the per-sample losses before each step)."""
+    x, t = as_torch(X, dtype), as_torch(T, dtype)
+    opt = optimizer or opt_cls(net.parameters(), **opt_kwargs)
+    epoch_losses = []
+    for _ in range(epochs):
+        total = 0.0
+        for first in range(0, len(X), batch_size):
+            xb, tb = x[first : first + batch_size], t[first : first + batch_size]
+            opt.zero_grad()
+            loss = net.loss(xb, tb)
+            loss.backward()
+            opt.step()
+            total += loss.item() * xb.shape[0]
+        epoch_losses.append(total / len(X))
+    return opt, epoch_losses
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
+@pytest.mark.parametrize("net_id", NET_IDS, ids=NET_IDS)
+@pytest.mark.parametrize("batch_size", BATCH_SIZES, ids=BATCH_IDS)
+@pytest.mark.parametrize("opt_id", OPT_IDS, ids=OPT_IDS)
+def test_training_matches_torch_optim(opt_id, batch_size, net_id, dtype):
+    fit_kwargs, opt_cls, opt_kwargs = OPTIMIZERS[opt_id]
+    hidden, output, loss = NETS[net_id]
+    X, T = make_data(output, loss, seed=1)
+    model = make_model(hidden, output, loss, dtype, seed=1)
+    net = TorchMLP(model)
+    np.testing.assert_array_equal(model.params, net.flat())
+    start = model.params.copy()
+
+    history = model.fit(X, T, epochs=EPOCHS, batch_size=batch_size, shuffle=False,
+                        **fit_kwargs)
+    _, torch_losses = torch_train(net, X, T, batch_size, EPOCHS, opt_cls, opt_kwargs, dtype)
+
+    want = net.flat()
+    assert np.abs(want - start).max() > 1e-3  # training really moved the parameters
+    np.testing.assert_allclose(model.params, want, **TRAJ_TOL[dtype])
+    np.testing.assert_allclose(history.history["loss"], torch_losses, **TRAJ_TOL[dtype])
+
+
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["bs1", "bs4-partial"])
+@pytest.mark.parametrize("weight_decay", [0.0, 0.01], ids=["adam", "adam-wd"])
+def test_adam_tiny_gradients_match_torch(weight_decay, batch_size):
+    # Targets a hair away from the outputs: gradients ~1e-8, the size of eps, so
+    # where eps sits (sqrt(v) / sqrt(1 - beta2^t) + eps) and the bias corrections
+    # change the step at first order (a misplaced eps moves the parameters by
+    # ~1e-4) instead of hiding below the tolerance. The gradients are differences
+    # a - t of nearly equal numbers, relative rounding ~1e-8 on either side
+    # (measured: 2e-11 absolute after 20 steps), hence the looser tolerance.
+    hidden, output, loss = NETS["sigmoid-linear-mse"]
+    X, _ = make_data(output, loss, seed=4)
+    model = make_model(hidden, output, loss, "float64", seed=4)
+    T = model.predict(X) + 1e-8 * np.random.default_rng(4).normal(size=(N, SIZES[-1]))
+    net = TorchMLP(model)
+    start = model.params.copy()
+    model.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, optimizer="adam",
+              lr=1e-3, weight_decay=weight_decay)
+    torch_train(net, X, T, batch_size, 2, torch.optim.Adam,
+                dict(lr=1e-3, weight_decay=weight_decay), "float64")
+    want = net.flat()
+    assert np.abs(want - start).max() > 1e-5
+    np.testing.assert_allclose(model.params, want, rtol=1e-7, atol=1e-9)
+
+
+PERSIST_OPTS = ["momentum", "nesterov", "momentum-wd", "adam", "adam-wd"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["bs1", "bs4-partial"])
+@pytest.mark.parametrize("opt_id", PERSIST_OPTS, ids=PERSIST_OPTS)
+def test_fit_twice_equals_fit_once_and_torch(opt_id, batch_size, dtype):
+    # Optimizer state (momentum buffer, Adam moments and step count) persists
+    # across fit calls, as it does across steps of one torch optimizer.
+    fit_kwargs, opt_cls, opt_kwargs = OPTIMIZERS[opt_id]
+    hidden, output, loss = NETS["tanh-softmax-ce"]
+    X, T = make_data(output, loss, seed=2)
+    once = make_model(hidden, output, loss, dtype, seed=2)
+    twice = make_model(hidden, output, loss, dtype, seed=2)
+    net = TorchMLP(once)
+
+    once.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, **fit_kwargs)
+    twice.fit(X, T, epochs=1, batch_size=batch_size, shuffle=False, **fit_kwargs)
+    twice.fit(X, T, epochs=1, batch_size=batch_size, shuffle=False, **fit_kwargs)
+    opt, _ = torch_train(net, X, T, batch_size, 1, opt_cls, opt_kwargs, dtype)
+    torch_train(net, X, T, batch_size, 1, opt_cls, opt_kwargs, dtype, optimizer=opt)
+
+    np.testing.assert_array_equal(twice.params, once.params)
+    np.testing.assert_allclose(once.params, net.flat(), **TRAJ_TOL[dtype])
+
+
+@pytest.mark.parametrize("opt_id", ["momentum", "adam"], ids=["momentum", "adam"])
+def test_fit_twice_equals_fit_once_shuffled(opt_id):
+    # With shuffle=True the shuffling stream persists too.
+    fit_kwargs = OPTIMIZERS[opt_id][0]
+    X, T = make_data("softmax", "cross_entropy", seed=3)
+    once = make_model("tanh", "softmax", "cross_entropy", "float64", seed=3)
+    twice = make_model("tanh", "softmax", "cross_entropy", "float64", seed=3)
+    once.fit(X, T, epochs=2, batch_size=3, shuffle=True, **fit_kwargs)
+    twice.fit(X, T, epochs=1, batch_size=3, shuffle=True, **fit_kwargs)
+    twice.fit(X, T, epochs=1, batch_size=3, shuffle=True, **fit_kwargs)
+    np.testing.assert_array_equal(twice.params, once.params)
