@@ -67,7 +67,8 @@ def test_chain_hand_formulas_match_central_differences(x, t, w):
         up, down = list(w), list(w)
         up[k] += eps
         down[k] -= eps
-        numeric = (chain_by_hand(x, t, *up)[0] - chain_by_hand(x, t, *down)[0]) / (2 * eps)
+        c_up, c_down = chain_by_hand(x, t, *up)[0], chain_by_hand(x, t, *down)[0]
+        numeric = (c_up - c_down) / (2 * eps)
         close(grads[k], numeric, rtol=1e-7, atol=1e-10)
 
 
@@ -258,7 +259,8 @@ def test_342_delta_formulas():
 
     # one sample: reference.backprop and Model.gradients
     _, dW1, db1, dW2, db2 = hand[0]
-    rW, rb = reference.backprop([W1, W2], [b1, b2], X[0], T[0], "sigmoid", "sigmoid", "mse")
+    rW, rb = reference.backprop([W1, W2], [b1, b2], X[0], T[0],
+                                "sigmoid", "sigmoid", "mse")
     for got, want in zip([*rW, *rb], [dW1, dW2, db1, db2]):
         close(got, want)
     mW, mb = model.gradients(X[:1], T[:1])
@@ -276,7 +278,8 @@ def test_342_delta_formulas():
 
     # forward pass and loss
     close(model.predict(X), [h[0] for h in hand])
-    close(model.loss(X, T), np.mean([0.5 * np.sum((h[0] - t) ** 2) for h, t in zip(hand, T)]))
+    losses = [0.5 * np.sum((h[0] - t) ** 2) for h, t in zip(hand, T)]
+    close(model.loss(X, T), np.mean(losses))
 
 
 # ---------------------------------------------------------------------------
@@ -337,7 +340,8 @@ def test_random_init_breaks_symmetry(batch_size):
 @pytest.mark.parametrize("dtype", ["float64", "float32"], ids=["float64", "float32"])
 def test_weights_and_biases_are_views_into_params(dtype):
     X = np.random.default_rng(5).normal(size=(4, 3))
-    model = fastbp.Model([3, 4, 2], hidden="sigmoid", output="sigmoid", dtype=dtype, seed=1)
+    model = fastbp.Model([3, 4, 2], hidden="sigmoid", output="sigmoid", dtype=dtype,
+                         seed=1)
     assert model.params.ndim == 1 and model.params.flags.c_contiguous
     assert model.params.dtype == np.dtype(dtype)
     for arr in (*model.weights, *model.biases):
