@@ -90,8 +90,10 @@ def check_dtype(dtype):
 def check_seed(seed):
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(f"seed must be None or a non-negative integer, got {_describe(seed)}")
+    if seed < 0:
+        raise ValueError(f"seed must be None or a non-negative integer, got {seed}")
     return int(seed)
 
 

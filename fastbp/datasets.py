@@ -15,6 +15,7 @@ import zlib
 import numpy as np
 
 __all__ = [
+    "data_format",
     "load_csv",
     "load_dataset",
     "load_digits",
@@ -126,7 +127,9 @@ def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
         isinstance(test_fraction, (int, float, np.integer, np.floating))
         and 0.0 < float(test_fraction) < 1.0
     ):
-        raise ValueError(f"test_fraction must be a number in (0, 1), got {test_fraction!r}")
+        raise ValueError(
+            f"test_fraction must be a number in (0, 1), got {test_fraction!r}"
+        )
     if n < 2:
         raise ValueError(f"need at least 2 samples to split, got {n}")
     rng = np.random.default_rng(seed)
@@ -140,7 +143,9 @@ def train_test_split(X, y, test_fraction=0.2, seed=0, stratify=True):
             n_test = int(np.floor(test_fraction * len(idx) + 0.5))
             n_test = min(max(n_test, 1), len(idx) - 1)
             test_parts.append(idx[rng.permutation(len(idx))[:n_test]])
-        test_idx = np.sort(np.concatenate(test_parts)) if test_parts else np.array([], int)
+        test_idx = (
+            np.sort(np.concatenate(test_parts)) if test_parts else np.array([], int)
+        )
     else:
         n_test = min(max(int(np.floor(test_fraction * n + 0.5)), 1), n - 1)
         test_idx = np.sort(rng.permutation(n)[:n_test])
@@ -161,7 +166,9 @@ def _class_labels(y):
             "stratify=True needs 1-D integer class labels, got y of shape "
             f"{y.shape} and dtype {y.dtype}; pass stratify=False"
         )
-    if y.dtype.kind == "f" and not (np.all(np.isfinite(y)) and np.all(y == np.round(y))):
+    if y.dtype.kind == "f" and not (
+        np.all(np.isfinite(y)) and np.all(y == np.round(y))
+    ):
         raise ValueError(
             "stratify=True needs integer class labels, got non-integer values in y; "
             "pass stratify=False"
@@ -181,23 +188,24 @@ def _check_xy(path, X, y):
         raise ValueError(f"{path}: expected numeric features, got dtype {X.dtype}")
     if X.ndim < 2:
         raise ValueError(
-            f"{path}: expected 2-D features (n_samples, n_features), got shape {X.shape}"
+            f"{path}: expected 2-D features (n_samples, n_features), "
+            f"got shape {X.shape}"
         )
     if X.ndim > 2 and X.size:  # images (n, rows, cols, ...) -> one row per sample
         X = X.reshape(len(X), -1)
     if X.ndim > 2 or X.shape[0] == 0 or X.shape[1] == 0:
-        raise ValueError(f"{path}: expected at least one sample and one feature, "
-                         f"got shape {X.shape}")
+        raise ValueError(
+            f"{path}: expected at least one sample and one feature, got shape {X.shape}"
+        )
     if y is not None:
         if y.dtype.kind not in "biuf":
             raise ValueError(f"{path}: expected numeric labels, got dtype {y.dtype}")
         if y.ndim not in (1, 2):
-            raise ValueError(f"{path}: expected 1-D labels or 2-D targets, "
-                             f"got shape {y.shape}")
-        if len(y) != len(X):
             raise ValueError(
-                f"{path}: {len(X)} samples in X but {len(y)} labels in y"
+                f"{path}: expected 1-D labels or 2-D targets, got shape {y.shape}"
             )
+        if len(y) != len(X):
+            raise ValueError(f"{path}: {len(X)} samples in X but {len(y)} labels in y")
     return X, y
 
 
@@ -233,7 +241,9 @@ def load_npz(path, x_key="X", y_key="y"):
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
         raise ValueError(f"{path}: expected a NumPy .npz archive ({exc})") from None
     if not isinstance(archive, np.lib.npyio.NpzFile):
-        raise ValueError(f"{path}: expected a NumPy .npz archive, found a single .npy array")
+        raise ValueError(
+            f"{path}: expected a NumPy .npz archive, found a single .npy array"
+        )
     with archive:
         keys = list(archive.files)
         try:
@@ -308,8 +318,11 @@ def load_csv(path, label_column=-1, delimiter=",", skip_header=None):
         # NumPy's C parser is fast; on any failure the slow scan below finds
         # the offending line and column for the message.
         data = np.loadtxt(
-            [line for _, line in numbered], delimiter=delimiter, comments=None,
-            dtype=np.float64, ndmin=2,
+            [line for _, line in numbered],
+            delimiter=delimiter,
+            comments=None,
+            dtype=np.float64,
+            ndmin=2,
         )
     except ValueError as exc:
         _raise_csv_error(path, numbered, delimiter, exc)
@@ -343,7 +356,7 @@ def _raise_csv_error(path, numbered, delimiter, exc):
             if not _is_number(cell):
                 raise ValueError(
                     f"{path}: line {lineno}, column {col + 1}: expected a number, "
-                    f"got {cell!r}"
+                    f"got {cell!r} (delimiter {delimiter!r})"
                 )
     raise ValueError(f"{path}: expected numeric CSV data ({exc})")
 
@@ -387,8 +400,10 @@ def load_idx(images_path, labels_path=None):
     """
     images = _read_idx(images_path)
     if images.size == 0:
-        raise ValueError(f"{images_path}: expected at least one sample and one "
-                         f"feature, got dimensions {images.shape}")
+        raise ValueError(
+            f"{images_path}: expected at least one sample and one "
+            f"feature, got dimensions {images.shape}"
+        )
     X = images.reshape(len(images), -1)
     y = None
     if labels_path is not None:
@@ -414,10 +429,14 @@ def _read_idx(path):
         try:
             raw = gzip.decompress(raw)
         except (OSError, EOFError, zlib.error) as exc:
-            raise ValueError(f"{path}: expected gzip-compressed IDX data ({exc})") from None
+            raise ValueError(
+                f"{path}: expected gzip-compressed IDX data ({exc})"
+            ) from None
     if len(raw) < 4:
-        raise ValueError(f"{path}: truncated IDX file: {len(raw)} bytes, "
-                         "expected a 4-byte magic number")
+        raise ValueError(
+            f"{path}: truncated IDX file: {len(raw)} bytes, "
+            "expected a 4-byte magic number"
+        )
     if raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES or raw[3] == 0:
         raise ValueError(
             f"{path}: wrong IDX magic number 0x{raw[:4].hex()}: expected 0x0000TTNN "
@@ -427,24 +446,70 @@ def _read_idx(path):
     ndim = raw[3]
     header = 4 + 4 * ndim
     if len(raw) < header:
-        raise ValueError(f"{path}: truncated IDX header: expected {ndim} dimension "
-                         f"sizes in {header} bytes, file has {len(raw)} bytes")
+        raise ValueError(
+            f"{path}: truncated IDX header: expected {ndim} dimension "
+            f"sizes in {header} bytes, file has {len(raw)} bytes"
+        )
     dims = tuple(int(d) for d in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
     expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
     if len(raw) != expected:
-        what = "truncated IDX data" if len(raw) < expected else "trailing bytes after IDX data"
-        raise ValueError(f"{path}: {what}: dimensions {dims} of {dtype.name} need "
-                         f"{expected} bytes, file has {len(raw)}")
+        what = (
+            "truncated IDX data"
+            if len(raw) < expected
+            else "trailing bytes after IDX data"
+        )
+        raise ValueError(
+            f"{path}: {what}: dimensions {dims} of {dtype.name} need "
+            f"{expected} bytes, file has {len(raw)}"
+        )
     data = np.frombuffer(raw, dtype=dtype, offset=header).reshape(dims)
     return data.astype(dtype.newbyteorder("="))
+
+
+def data_format(path):
+    """Name the loader for a file from its name: "npz", "csv" or "idx".
+
+    ``.npz`` -> "npz"; ``.csv``/``.txt`` -> "csv"; names containing ``idx`` or
+    ending in ``-ubyte`` -> "idx". A trailing ``.gz`` is ignored.
+
+    Parameters
+    ----------
+    path : str or path-like
+
+    Returns
+    -------
+    str
+
+    Raises
+    ------
+    ValueError
+        If the name matches none of these.
+
+    Examples
+    --------
+    >>> data_format("train-images-idx3-ubyte.gz"), data_format("data.CSV")
+    ('idx', 'csv')
+    """
+    name = os.path.basename(os.fspath(path)).lower()
+    if name.endswith(".gz"):
+        name = name[:-3]
+    if name.endswith(".npz"):
+        return "npz"
+    if name.endswith((".csv", ".txt")):
+        return "csv"
+    if "idx" in name or name.endswith("-ubyte"):
+        return "idx"
+    raise ValueError(
+        f"{path}: unknown data file type; expected .npz, .csv, .txt, or an IDX file "
+        "(name containing 'idx' or ending in '-ubyte', optionally .gz)"
+    )
 
 
 def load_dataset(path, **kwargs):
     """Load ``(X, y)`` from a file, choosing the loader from its name.
 
-    ``.npz`` -> ``load_npz``; ``.csv``/``.txt`` -> ``load_csv``; names containing
-    ``idx`` or ending in ``-ubyte`` -> ``load_idx`` (pass ``labels_path=`` for the
-    labels file). A trailing ``.gz`` is ignored when choosing.
+    See ``data_format``: "npz" -> ``load_npz``, "csv" -> ``load_csv``, "idx" ->
+    ``load_idx`` (pass ``labels_path=`` for the labels file).
 
     Parameters
     ----------
@@ -462,16 +527,5 @@ def load_dataset(path, **kwargs):
     ValueError
         If the file type is not recognised, or from the loader.
     """
-    name = os.path.basename(os.fspath(path)).lower()
-    if name.endswith(".gz"):
-        name = name[:-3]
-    if name.endswith(".npz"):
-        return load_npz(path, **kwargs)
-    if name.endswith((".csv", ".txt")):
-        return load_csv(path, **kwargs)
-    if "idx" in name or name.endswith("-ubyte"):
-        return load_idx(path, **kwargs)
-    raise ValueError(
-        f"{path}: unknown data file type; expected .npz, .csv, .txt, or an IDX file "
-        "(name containing 'idx' or ending in '-ubyte', optionally .gz)"
-    )
+    loader = {"npz": load_npz, "csv": load_csv, "idx": load_idx}[data_format(path)]
+    return loader(path, **kwargs)

@@ -69,7 +69,9 @@ def test_idx_gzip_detected_by_content_and_no_labels(tmp_path):
 def test_idx_big_endian_values(tmp_path):
     # 0x0102 as a big-endian short is 258; a little-endian misread would give 513.
     path = tmp_path / "short.idx2"
-    path.write_bytes(b"\x00\x00\x0b\x02" + struct.pack(">II", 1, 2) + b"\x01\x02\xff\xfe")
+    path.write_bytes(
+        b"\x00\x00\x0b\x02" + struct.pack(">II", 1, 2) + b"\x01\x02\xff\xfe"
+    )
     X, _ = datasets.load_idx(path)
     np.testing.assert_array_equal(X, [[258, -2]])
 
@@ -97,8 +99,17 @@ def _valid_idx_bytes():
         (b"\x00\x00\x08\x00", "wrong IDX magic"),
         (b"PK\x03\x04 not an idx file at all", "wrong IDX magic"),
     ],
-    ids=["short-data", "trailing", "short-header", "short-magic", "empty",
-         "bad-zero-bytes", "bad-type", "zero-dims", "foreign"],
+    ids=[
+        "short-data",
+        "trailing",
+        "short-header",
+        "short-magic",
+        "empty",
+        "bad-zero-bytes",
+        "bad-type",
+        "zero-dims",
+        "foreign",
+    ],
 )
 def test_idx_bad_files_name_the_file(tmp_path, raw, expected):
     path = tmp_path / "bad-idx3-ubyte"
@@ -141,8 +152,9 @@ def test_npz_default_keys(tmp_path):
     np.testing.assert_array_equal(y2, y)
 
 
-@pytest.mark.parametrize(("xk", "yk"), [("x", "y"), ("X", "Y"), ("x", "Y")],
-                         ids=["x-y", "X-Y", "x-Y"])
+@pytest.mark.parametrize(
+    ("xk", "yk"), [("x", "y"), ("X", "Y"), ("x", "Y")], ids=["x-y", "X-Y", "x-Y"]
+)
 def test_npz_case_variants(tmp_path, xk, yk):
     np.savez(tmp_path / "d.npz", **{xk: np.ones((2, 2)), yk: np.array([1, 0])})
     X, y = datasets.load_npz(tmp_path / "d.npz")
@@ -190,8 +202,11 @@ def test_npz_bad_arrays(tmp_path, arrays, expected):
     assert str(path) in str(info.value)
 
 
-@pytest.mark.parametrize("content", [b"", b"not a zip archive", b"PK\x03\x04broken"],
-                         ids=["empty", "text", "broken-zip"])
+@pytest.mark.parametrize(
+    "content",
+    [b"", b"not a zip archive", b"PK\x03\x04broken"],
+    ids=["empty", "text", "broken-zip"],
+)
 def test_npz_not_an_archive(tmp_path, content):
     path = tmp_path / "bad.npz"
     path.write_bytes(content)
@@ -326,7 +341,7 @@ def test_digits_shapes_and_scaling(digits):
 
 def test_digits_split_fixed(digits):
     again = datasets.load_digits(seed=0)
-    for a, b in zip(digits, again):
+    for a, b in zip(digits, again, strict=True):
         np.testing.assert_array_equal(a, b)
     other = datasets.load_digits(seed=1)
     assert not np.array_equal(digits[3], other[3]) or not np.array_equal(
@@ -349,7 +364,9 @@ def test_digits_split_disjoint_and_complete(digits):
     full = load_digits()
     # Split the sample indices the way load_digits splits the samples.
     idx = np.arange(len(full.target))
-    i_train, y_train, i_test, y_test = datasets.train_test_split(idx, full.target, 0.2, 0)
+    i_train, y_train, i_test, y_test = datasets.train_test_split(
+        idx, full.target, 0.2, 0
+    )
     assert len(np.intersect1d(i_train, i_test)) == 0
     np.testing.assert_array_equal(np.sort(np.concatenate([i_train, i_test])), idx)
     np.testing.assert_array_equal(digits[0], full.data[i_train] / 16.0)

@@ -49,7 +49,7 @@ BAD_MODELS = [
     (dict(dtype="int32"), ValueError, "dtype"),
     (dict(dtype=3.5), TypeError, "dtype"),
     (dict(bias="yes"), TypeError, "bias"),
-    (dict(seed=-1), TypeError, "seed"),
+    (dict(seed=-1), ValueError, "seed"),
     (dict(seed=1.5), TypeError, "seed"),
 ]
 
