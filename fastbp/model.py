@@ -14,6 +14,7 @@ from fastbp import _codes
 from fastbp import _validation as v
 from fastbp._version import __version__
 from fastbp.kernels import forward as kforward
+from fastbp.kernels import gemm as kgemm
 from fastbp.kernels import train as ktrain
 from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
 
@@ -22,6 +23,9 @@ _FORMAT_VERSION = 1
 # Rows of scratch per chunk when a whole data set goes through ``dataset_pass``:
 # a fixed size (not the thread count) keeps sums identical at any thread count.
 _PASS_CHUNK = 256
+# Batches at least this large train through layer-wise BLAS products
+# (kernels/gemm.py); smaller ones through per-sample rows (kernels/train.py).
+GEMM_MIN_BATCH = 8
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -292,18 +296,15 @@ class Model:
         hyper[[_codes.H_BETA1, _codes.H_BETA2, _codes.H_EPS]] = (*_codes.ADAM_BETAS, _codes.ADAM_EPS)
 
         n = Xc.shape[0]
-        rows = min(batch_size, n)
-        A, Z, D = self._scratch(rows)
-        losses = np.zeros(rows, dtype=np.float64)
-        grads = np.zeros_like(self.params)
+        epoch_kernel, buffers = self._epoch_kernel(batch_size, n)
         n_batches = -(-n // batch_size)
         history = History()
         # An epoch over no samples loads (or compiles) the kernels, so that the
         # first epoch's samples/s is not the JIT's; its cost is kept, not hidden.
         start = time.perf_counter()
-        ktrain.train_epoch(self.params, self._buf1, self._buf2, self._layout, self._codes,
-                           hyper, self._step, Xc, T, np.arange(0), batch_size, A, Z, D,
-                           losses, grads)
+        with _single_threaded_blas():
+            epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
+                         hyper, self._step, Xc, T, np.arange(0), batch_size, *buffers)
         history.setup_seconds = time.perf_counter() - start
         bar = _progress_bar(epochs) if progress else None
         try:
@@ -312,9 +313,10 @@ class Model:
                          self._step, self._rng.bit_generator.state)
                 order = self._rng.permutation(n) if shuffle else np.arange(n)
                 start = time.perf_counter()
-                total = ktrain.train_epoch(self.params, self._buf1, self._buf2, self._layout,
-                                           self._codes, hyper, self._step, Xc, T, order,
-                                           batch_size, A, Z, D, losses, grads)
+                with _single_threaded_blas():
+                    total = epoch_kernel(self.params, self._buf1, self._buf2, self._layout,
+                                         self._codes, hyper, self._step, Xc, T, order,
+                                         batch_size, *buffers)
                 seconds = time.perf_counter() - start
                 self._step += n_batches
                 epoch_loss = total / n
@@ -338,6 +340,19 @@ class Model:
             if bar is not None:
                 bar.close()
         return history
+
+    def _epoch_kernel(self, batch_size, n):
+        """The epoch kernel for this batch size and its scratch buffers."""
+        rows = min(batch_size, n)
+        grads = np.zeros_like(self.params)
+        losses = np.zeros(rows, dtype=np.float64)
+        if batch_size >= GEMM_MIN_BATCH:
+            width = row_width(self._layout)
+            acts, zs, deltas = (np.zeros(rows * width, dtype=self.dtype) for _ in range(3))
+            deltas_t = np.zeros(rows * max(self.sizes), dtype=self.dtype)
+            return kgemm.train_epoch_gemm, (acts, zs, deltas, deltas_t, losses, grads)
+        A, Z, D = self._scratch(rows)
+        return ktrain.train_epoch, (A, Z, D, losses, grads)
 
     # -- persistence --------------------------------------------------------------
 
@@ -403,6 +418,23 @@ class Model:
         model._step = int(meta.get("step", 0))
         model._rng.bit_generator.state = meta["rng_state"]
         return model
+
+
+_BLAS = None
+
+
+def _single_threaded_blas():
+    """Limit BLAS to one thread: the kernels call it from their own parallel
+    chunks (see kernels/gemm.py), and BLAS threads on top would oversubscribe
+    the cores and make results depend on the thread count."""
+    global _BLAS
+    if _BLAS is None:
+        # numba's np.dot calls SciPy's BLAS: load it first so the controller sees it.
+        import scipy.linalg.cython_blas  # noqa: F401
+        from threadpoolctl import ThreadpoolController
+
+        _BLAS = ThreadpoolController()
+    return _BLAS.limit(limits=1, user_api="blas")
 
 
 def _progress_bar(epochs):
