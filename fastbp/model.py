@@ -352,6 +352,9 @@ class Model:
             deltas_t = np.zeros(rows * max(self.sizes), dtype=self.dtype)
             return kgemm.train_epoch_gemm, (acts, zs, deltas, deltas_t, losses, grads)
         A, Z, D = self._scratch(rows)
+        if batch_size == 1:
+            t_row = np.zeros(self.sizes[-1], dtype=self.dtype)
+            return ktrain.train_epoch_online, (A, Z, D, t_row)
         return ktrain.train_epoch, (A, Z, D, losses, grads)
 
     # -- persistence --------------------------------------------------------------

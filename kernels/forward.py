@@ -5,7 +5,7 @@ from numba import prange
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp.kernels.activations import activate
-from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
+from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 
 
 @jit_serial
@@ -23,12 +23,11 @@ def forward_sample(params, layout, codes, a, z):
         x = a[layout[UNIT, l - 1] : start]  # a^(l-1)
         z_l = z[start : start + n_out]
         b_off = layout[BOFF, l]
+        W = block(params, layout[WOFF, l], n_out, n_in)  # one view a layer, not a row
         for i in range(n_out):
-            row = layout[WOFF, l] + i * n_in
-            w = params[row : row + n_in]
             acc = params[b_off + i] if b_off >= 0 else params.dtype.type(0.0)
             for j in range(n_in):
-                acc += w[j] * x[j]
+                acc += W[i, j] * x[j]
             z_l[i] = acc
         activate(z_l, a[start : start + n_out], codes[0] if l < n_layers else codes[1])
 

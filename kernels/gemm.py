@@ -18,7 +18,7 @@ from numba import prange
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
-from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
+from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.update import adam_update, sgd_update
 
 SAMPLE_CHUNK = 16  # rows of samples per forward/backward product
@@ -26,14 +26,8 @@ ROW_CHUNK = 64  # rows of W^l per weight-gradient product
 
 
 @jit_serial
-def _block(buf, start, rows, cols):
-    """The (rows, cols) C-contiguous matrix stored at ``buf[start:]``."""
-    return buf[start : start + rows * cols].reshape((rows, cols))
-
-
-@jit_serial
 def _weights(params, layout, l):
-    return _block(params, layout[WOFF, l], layout[SIZE, l], layout[SIZE, l - 1])
+    return block(params, layout[WOFF, l], layout[SIZE, l], layout[SIZE, l - 1])
 
 
 @jit_parallel
@@ -114,28 +108,28 @@ def gemm_batch_gradients(params, layout, codes, X, T, order, first, n, rows, act
     per-sample losses, ``grads`` the sums over the batch (layout of ``params``).
     """
     n_layers = layout.shape[1] - 1
-    _gather(X, order, first, _block(acts, 0, n, layout[SIZE, 0]))
+    _gather(X, order, first, block(acts, 0, n, layout[SIZE, 0]))
     for l in range(1, n_layers + 1):
         start, n_in = rows * layout[UNIT, l], layout[SIZE, l - 1]
         n_out = layout[SIZE, l]
         _forward_layer(params, layout, l, codes[0] if l < n_layers else codes[1],
-                       _block(acts, rows * layout[UNIT, l - 1], n, n_in),
-                       _block(zs, start, n, n_out), _block(acts, start, n, n_out))
+                       block(acts, rows * layout[UNIT, l - 1], n, n_in),
+                       block(zs, start, n, n_out), block(acts, start, n, n_out))
     start, n_out = rows * layout[UNIT, n_layers], layout[SIZE, n_layers]
-    _output_rows(_block(zs, start, n, n_out), _block(acts, start, n, n_out), T, order,
-                 first, _block(deltas, start, n, n_out), losses, codes[1], codes[2])
+    _output_rows(block(zs, start, n, n_out), block(acts, start, n, n_out), T, order,
+                 first, block(deltas, start, n, n_out), losses, codes[1], codes[2])
     for l in range(n_layers, 0, -1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
         start, prev = rows * layout[UNIT, l], rows * layout[UNIT, l - 1]
-        D = _block(deltas, start, n, n_out)
-        A_prev = _block(acts, prev, n, n_in)
+        D = block(deltas, start, n, n_out)
+        A_prev = block(acts, prev, n, n_in)
         b_off = layout[BOFF, l]
         db = grads[b_off : b_off + n_out] if b_off >= 0 else grads[0:0]
-        _weight_gradient(D, A_prev, _block(deltas_t, 0, n_out, n),
-                         _block(grads, layout[WOFF, l], n_out, n_in), db)
+        _weight_gradient(D, A_prev, block(deltas_t, 0, n_out, n),
+                         block(grads, layout[WOFF, l], n_out, n_in), db)
         if l > 1:
-            _backward_layer(_weights(params, layout, l), D, _block(zs, prev, n, n_in),
-                            A_prev, _block(deltas, prev, n, n_in), codes[0])
+            _backward_layer(_weights(params, layout, l), D, block(zs, prev, n, n_in),
+                            A_prev, block(deltas, prev, n, n_in), codes[0])
 
 
 @jit_serial

@@ -15,6 +15,8 @@ pass touch one contiguous row, and the rows of a batch are independent work.
 
 import numpy as np
 
+from fastbp.kernels._jit import jit_serial
+
 SIZE, UNIT, WOFF, BOFF = 0, 1, 2, 3
 
 
@@ -40,3 +42,9 @@ def make_layout(sizes, bias):
 def row_width(layout):
     """Width U of one per-sample row: all layers side by side."""
     return int(layout[SIZE].sum())
+
+
+@jit_serial
+def block(buf, start, rows, cols):
+    """The (rows, cols) C-contiguous matrix stored at ``buf[start:]``."""
+    return buf[start : start + rows * cols].reshape((rows, cols))
