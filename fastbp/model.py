@@ -26,6 +26,10 @@ _PASS_CHUNK = 256
 # Batches at least this large train through layer-wise BLAS products
 # (kernels/gemm.py); smaller ones through per-sample rows (kernels/train.py).
 GEMM_MIN_BATCH = 8
+# Below this many FLOPs per batch a parallel region costs more than it saves
+# (thread wake-up and barriers, ~10 us, far worse when another process holds a
+# core), so such batches run the serial kernels. Same bits either way.
+PARALLEL_MIN_FLOPS = 4e6
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -165,6 +169,13 @@ class Model:
         return len(self.sizes) - 1
 
     @property
+    def flops_per_sample(self):
+        """Training FLOPs per sample: 2 per weight forward, 2 for its gradient, 2
+        for propagating delta back through it (which the first layer skips)."""
+        n_weights = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        return 6 * sum(n_weights) - 2 * n_weights[0]
+
+    @property
     def is_classifier(self):
         return self.output == "softmax" or (
             self.output == "sigmoid" and self.loss_name == "cross_entropy"
@@ -297,6 +308,8 @@ class Model:
 
         n = Xc.shape[0]
         epoch_kernel, buffers = self._epoch_kernel(batch_size, n)
+        parallel = (numba.get_num_threads() > 1
+                    and min(batch_size, n) * self.flops_per_sample >= PARALLEL_MIN_FLOPS)
         n_batches = -(-n // batch_size)
         history = History()
         # An epoch over no samples loads (or compiles) the kernels, so that the
@@ -304,7 +317,8 @@ class Model:
         start = time.perf_counter()
         with _single_threaded_blas():
             epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
-                         hyper, self._step, Xc, T, np.arange(0), batch_size, *buffers)
+                         hyper, self._step, Xc, T, np.arange(0), batch_size, parallel,
+                         *buffers)
         history.setup_seconds = time.perf_counter() - start
         bar = _progress_bar(epochs) if progress else None
         try:
@@ -316,7 +330,7 @@ class Model:
                 with _single_threaded_blas():
                     total = epoch_kernel(self.params, self._buf1, self._buf2, self._layout,
                                          self._codes, hyper, self._step, Xc, T, order,
-                                         batch_size, *buffers)
+                                         batch_size, parallel, *buffers)
                 seconds = time.perf_counter() - start
                 self._step += n_batches
                 epoch_loss = total / n

@@ -10,7 +10,7 @@ from numba import prange
 from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp.kernels.activations import output_delta, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
-from fastbp.kernels.update import adam_constants, adam_element
+from fastbp.kernels.update import adam_constants, adam_scalar, momentum_factors, sgd_scalar
 
 
 @jit_serial
@@ -114,10 +114,8 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
     adam = int(hyper[0]) != 0
     lr, momentum, wd = dt(hyper[1]), dt(hyper[2]), dt(hyper[4])
     nesterov = hyper[3] != 0.0
-    # Nesterov steps along g + momentum buf, plain momentum along buf; written
-    # as g_keep g + b_scale buf so the loop has no branch and vectorises.
-    g_keep = dt(1.0) if nesterov else dt(0.0)
-    b_scale = momentum if nesterov else dt(1.0)
+    keep, scale = momentum_factors(hyper[2], nesterov)
+    g_keep, b_scale = dt(keep), dt(scale)
     beta2, eps = dt(hyper[6]), dt(hyper[7])
     step_size = one_m_b1 = one_m_b2 = bc2_sqrt = dt(0.0)
     if adam:  # two powers per step: not worth paying for SGD
@@ -141,17 +139,14 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
                     w_ij = W[i, j]
                     if back:
                         delta_prev[j] += w_ij * d
-                    g = d * a_prev[j] + wd * w_ij
-                    m_ij = M[i, j] + one_m_b1 * (g - M[i, j])
-                    v_ij = beta2 * V[i, j] + one_m_b2 * g * g
-                    M[i, j] = m_ij
-                    V[i, j] = v_ij
-                    W[i, j] = w_ij - step_size * (m_ij / (np.sqrt(v_ij) / bc2_sqrt + eps))
+                    W[i, j], M[i, j], V[i, j] = adam_scalar(
+                        w_ij, d * a_prev[j], M[i, j], V[i, j], step_size, one_m_b1, beta2,
+                        one_m_b2, bc2_sqrt, eps, wd)
             if b_off >= 0:
                 for k in range(b_off, b_off + n_out):
-                    params[k] = adam_element(params[k], delta_l[k - b_off], buf1, buf2, k,
-                                             step_size, one_m_b1, beta2, one_m_b2, bc2_sqrt,
-                                             eps, wd)
+                    params[k], buf1[k], buf2[k] = adam_scalar(
+                        params[k], delta_l[k - b_off], buf1[k], buf2[k], step_size, one_m_b1,
+                        beta2, one_m_b2, bc2_sqrt, eps, wd)
         elif momentum != 0:
             M = block(buf1, layout[WOFF, l], n_out, n_in)
             for i in range(n_out):
@@ -160,16 +155,12 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
                     w_ij = W[i, j]
                     if back:
                         delta_prev[j] += w_ij * d
-                    g = d * a_prev[j] + wd * w_ij
-                    b = momentum * M[i, j] + g
-                    M[i, j] = b
-                    W[i, j] = w_ij - lr * (g_keep * g + b_scale * b)
+                    W[i, j], M[i, j] = sgd_scalar(w_ij, d * a_prev[j], M[i, j], lr, momentum,
+                                                  g_keep, b_scale, wd)
             if b_off >= 0:
                 for k in range(b_off, b_off + n_out):
-                    g = delta_l[k - b_off] + wd * params[k]
-                    b = momentum * buf1[k] + g
-                    buf1[k] = b
-                    params[k] -= lr * (g_keep * g + b_scale * b)
+                    params[k], buf1[k] = sgd_scalar(params[k], delta_l[k - b_off], buf1[k], lr,
+                                                    momentum, g_keep, b_scale, wd)
         else:
             for i in range(n_out):
                 d = delta_l[i]

@@ -8,7 +8,7 @@ from fastbp.kernels.activations import sample_loss
 from fastbp.kernels.backward import accumulate_gradients, backward_sample, online_step
 from fastbp.kernels.forward import forward_sample, load_input
 from fastbp.kernels.layout import SIZE, UNIT
-from fastbp.kernels.update import adam_update, sgd_update
+from fastbp.kernels.update import apply_update
 
 
 @jit_parallel
@@ -30,7 +30,7 @@ def _forward_backward_rows(params, layout, codes, X, T, order, first, n, A, Z, D
 
 @jit_serial
 def train_epoch(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                batch_size, A, Z, D, losses, grads):
+                batch_size, parallel, A, Z, D, losses, grads):
     """One epoch of mini-batch training over the samples in ``order``; returns the
     sum of the per-sample losses seen (each before its batch's update).
 
@@ -45,7 +45,6 @@ def train_epoch(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
     ``losses`` as many entries, ``grads`` the length of ``params``.
     """
     n_samples = order.shape[0]
-    opt = int(hyper[0])
     total = 0.0
     for first in range(0, n_samples, batch_size):
         n = min(batch_size, n_samples - first)
@@ -55,19 +54,15 @@ def train_epoch(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
         for s in range(n):  # in sample order: the same sum at any thread count
             total += losses[s]
         accumulate_gradients(layout, A, D, n, True, grads)
-        if opt == 0:
-            sgd_update(params, grads, n, buf1, hyper[1], hyper[2], hyper[3] != 0.0,
-                       hyper[4])
-        else:
-            adam_update(params, grads, n, buf1, buf2, step, hyper[1], hyper[5],
-                        hyper[6], hyper[7], hyper[4])
+        apply_update(params, grads, n, buf1, buf2, hyper, step, parallel)
     return total
 
 
 @jit_serial
 def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                       batch_size, A, Z, D, t_row):
-    """One epoch of online training (batch size 1, ``batch_size`` is ignored):
+                       batch_size, parallel, A, Z, D, t_row):
+    """One epoch of online training (batch size 1; ``batch_size`` and ``parallel``
+    are ignored, it is serial):
     forward, then ``online_step`` (backward fused with the update) per sample, in
     ``order``; returns the sum of the per-sample losses before each update.
 

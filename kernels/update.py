@@ -1,10 +1,14 @@
 """Fused optimizer updates: one pass over the flat parameter vector.
 
 The rules are those of ``torch.optim.SGD`` (dampening 0) and ``torch.optim.Adam``
-(L2 weight decay added to the gradient, not AdamW), written per element once
-(``sgd_element``, ``adam_element``) and used both by the flat update kernels and
-by the fused online step. ``grads`` holds gradient SUMS; dividing by ``count``
-(the batch size) happens in the same pass.
+(L2 weight decay added to the gradient, not AdamW). ``grads`` holds gradient
+SUMS over a batch; dividing by ``count`` (the batch size) happens in the same
+pass. Each rule is written once for a block of elements (``_sgd_block``,
+``_adam_block``); the serial kernels run one block, the ``_par`` kernels fixed
+blocks in parallel. Element-wise work gives the same bits either way.
+
+The per-element scalar rules (``sgd_scalar``, ``adam_scalar``) take and return
+numbers only: a helper that takes an array costs reference counting per call.
 """
 
 import numpy as np
@@ -12,21 +16,34 @@ from numba import prange
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
 
+BLOCK = 8192  # elements per parallel block
+
 
 @jit_serial
-def sgd_element(w, g, buf, k, lr, momentum, nesterov, wd):
-    """New value of parameter ``w`` with gradient ``g``; updates ``buf[k]``.
+def sgd_scalar(w, g, b, lr, momentum, g_keep, b_scale, wd):
+    """(new w, new momentum buffer) for parameter ``w``, gradient ``g``, buffer ``b``.
 
-    g += wd w; buf = momentum buf + g (buf starts at 0, so the first step
-    gives buf = g as torch's clone); g = g + momentum buf (nesterov) or buf;
-    w - lr g.
+    g += wd w; b = momentum b + g (b starts at 0, so the first step gives b = g as
+    torch's clone); step along g + momentum b (Nesterov: g_keep 1, b_scale
+    momentum) or b (g_keep 0, b_scale 1), written without a branch.
     """
     g = g + wd * w
-    if momentum != 0:
-        b = momentum * buf[k] + g
-        buf[k] = b
-        g = g + momentum * b if nesterov else b
-    return w - lr * g
+    b = momentum * b + g
+    return w - lr * (g_keep * g + b_scale * b), b
+
+
+@jit_serial
+def adam_scalar(w, g, m, v, step_size, one_m_b1, beta2, one_m_b2, bc2_sqrt, eps, wd):
+    """(new w, new m, new v) under Adam.
+
+    g += wd w; m = m + (1 - beta1)(g - m) (torch's lerp);
+    v = beta2 v + (1 - beta2) g^2; w - step_size m / (sqrt(v) / bc2_sqrt + eps),
+    constants from ``adam_constants`` rounded to the parameters' dtype.
+    """
+    g = g + wd * w
+    m = m + one_m_b1 * (g - m)
+    v = beta2 * v + one_m_b2 * g * g
+    return w - step_size * (m / (np.sqrt(v) / bc2_sqrt + eps)), m, v
 
 
 @jit_serial
@@ -43,42 +60,83 @@ def adam_constants(lr, beta1, beta2, step):
 
 
 @jit_serial
-def adam_element(w, g, m, v, k, step_size, one_m_b1, beta2, one_m_b2, bc2_sqrt, eps, wd):
-    """New value of ``w`` under Adam; updates moments ``m[k]``, ``v[k]``.
-
-    g += wd w; m = m + (1 - beta1)(g - m) (torch's lerp);
-    v = beta2 v + (1 - beta2) g^2; w - step_size m / (sqrt(v) / bc2_sqrt + eps),
-    constants from ``adam_constants`` rounded to the parameters' dtype.
-    """
-    g = g + wd * w
-    mk = m[k] + one_m_b1 * (g - m[k])
-    vk = beta2 * v[k] + one_m_b2 * g * g
-    m[k] = mk
-    v[k] = vk
-    return w - step_size * (mk / (np.sqrt(vk) / bc2_sqrt + eps))
+def momentum_factors(momentum, nesterov):
+    """(g_keep, b_scale) of ``sgd_scalar``: Nesterov (1, momentum), else (0, 1)."""
+    return (1.0, momentum) if nesterov else (0.0, 1.0)
 
 
-@jit_parallel
-def sgd_update(params, grads, count, buf, lr, momentum, nesterov, wd):
-    """params <- SGD step with gradient grads / count; momentum buffer ``buf``.
-
-    Float hyper-parameters come as float64 and are rounded once to the
-    parameters' dtype. Element-wise, so parallel and serial give the same bits.
-    """
+@jit_serial
+def _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, k0, k1):
     dt = params.dtype.type
     lr_, mom_, wd_, n = dt(lr), dt(momentum), dt(wd), dt(count)
-    for k in prange(params.shape[0]):
-        params[k] = sgd_element(params[k], grads[k] / n, buf, k, lr_, mom_, nesterov, wd_)
+    g_keep, b_scale = momentum_factors(momentum, nesterov)
+    g_keep_, b_scale_ = dt(g_keep), dt(b_scale)
+    p, gr, b = params[k0:k1], grads[k0:k1], buf[k0:k1]
+    if momentum == 0:
+        for k in range(p.shape[0]):
+            p[k] = p[k] - lr_ * (gr[k] / n + wd_ * p[k])
+    else:
+        for k in range(p.shape[0]):
+            p[k], b[k] = sgd_scalar(p[k], gr[k] / n, b[k], lr_, mom_, g_keep_, b_scale_, wd_)
 
 
-@jit_parallel
-def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd):
-    """params <- Adam step ``step`` (1-based) with gradient grads / count."""
+@jit_serial
+def _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, k0, k1):
     dt = params.dtype.type
     step_size, one_m_b1, one_m_b2, bc2_sqrt = adam_constants(lr, beta1, beta2, step)
     c1, c2, c3, c4 = dt(step_size), dt(one_m_b1), dt(one_m_b2), dt(bc2_sqrt)
     b2, eps_, wd_, n = dt(beta2), dt(eps), dt(wd), dt(count)
-    for k in prange(params.shape[0]):
-        params[k] = adam_element(
-            params[k], grads[k] / n, m, v, k, c1, c2, b2, c3, c4, eps_, wd_
-        )
+    p, gr, mm, vv = params[k0:k1], grads[k0:k1], m[k0:k1], v[k0:k1]
+    for k in range(p.shape[0]):
+        p[k], mm[k], vv[k] = adam_scalar(p[k], gr[k] / n, mm[k], vv[k], c1, c2, b2, c3, c4,
+                                         eps_, wd_)
+
+
+@jit_serial
+def sgd_update(params, grads, count, buf, lr, momentum, nesterov, wd):
+    """params <- SGD step with gradient grads / count; momentum buffer ``buf``.
+    Float hyper-parameters come as float64, rounded once to the params' dtype."""
+    _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, 0, params.shape[0])
+
+
+@jit_parallel
+def sgd_update_par(params, grads, count, buf, lr, momentum, nesterov, wd):
+    """``sgd_update`` over fixed blocks in parallel."""
+    size = params.shape[0]
+    for c in prange((size + BLOCK - 1) // BLOCK):
+        _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, c * BLOCK,
+                   min(size, (c + 1) * BLOCK))
+
+
+@jit_serial
+def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd):
+    """params <- Adam step ``step`` (1-based) with gradient grads / count."""
+    _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, 0,
+                params.shape[0])
+
+
+@jit_parallel
+def adam_update_par(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd):
+    """``adam_update`` over fixed blocks in parallel."""
+    size = params.shape[0]
+    for c in prange((size + BLOCK - 1) // BLOCK):
+        _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, c * BLOCK,
+                    min(size, (c + 1) * BLOCK))
+
+
+@jit_serial
+def apply_update(params, grads, count, buf1, buf2, hyper, step, parallel):
+    """The optimizer step of ``hyper`` (see fastbp._codes) with gradient
+    grads / count; serial or over parallel blocks."""
+    nesterov = hyper[3] != 0.0
+    if int(hyper[0]) == 0:
+        if parallel:
+            sgd_update_par(params, grads, count, buf1, hyper[1], hyper[2], nesterov, hyper[4])
+        else:
+            sgd_update(params, grads, count, buf1, hyper[1], hyper[2], nesterov, hyper[4])
+    elif parallel:
+        adam_update_par(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
+                        hyper[7], hyper[4])
+    else:
+        adam_update(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
+                    hyper[7], hyper[4])

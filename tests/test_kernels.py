@@ -112,9 +112,14 @@ def restore_threads():
 
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("batch_size", [1, 5, 64], ids=["online", "small", "whole"])
-def test_bit_identical_at_any_thread_count(batch_size, dtype, restore_threads):
-    sizes = [6, 17, 9, 4]
+@pytest.mark.parametrize("batch_size", [1, 5, 40, 64], ids=["online", "rows", "gemm", "whole"])
+def test_bit_identical_at_any_thread_count(batch_size, dtype, restore_threads, monkeypatch):
+    """Serial kernels at 1 thread and parallel chunks at 2 give the same bits
+    (batch 40 spans 3 sample chunks, 80 and 70 rows 2 row chunks each)."""
+    from fastbp import model as model_module
+
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
+    sizes = [6, 80, 70, 4]
     X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
     results = []
     for threads in (1, 2):
