@@ -23,9 +23,6 @@ _FORMAT_VERSION = 1
 # Rows of scratch per chunk when a whole data set goes through ``dataset_pass``:
 # a fixed size (not the thread count) keeps sums identical at any thread count.
 _PASS_CHUNK = 256
-# Batches at least this large train through layer-wise BLAS products
-# (kernels/gemm.py); smaller ones through per-sample rows (kernels/train.py).
-GEMM_MIN_BATCH = 8
 # Below this many FLOPs per batch a parallel region costs more than it saves
 # (thread wake-up and barriers, ~10 us, far worse when another process holds a
 # core), so such batches run the serial kernels. Same bits either way.
@@ -198,19 +195,28 @@ class Model:
                       self.loss_name == "cross_entropy")
         return Xc, T
 
-    def _scratch(self, rows):
+    def _gemm_buffers(self, rows):
+        """Layer-major scratch for ``rows`` samples (see kernels/gemm.py)."""
         width = row_width(self._layout)
-        return (np.zeros((rows, width), dtype=self.dtype) for _ in range(3))
+        acts, zs, deltas = (np.zeros(rows * width, dtype=self.dtype) for _ in range(3))
+        deltas_t = np.zeros(rows * max(self.sizes), dtype=self.dtype)
+        return acts, zs, deltas, deltas_t, np.zeros(rows, dtype=np.float64)
 
-    def _pass(self, Xc, T, want_grads):
-        """(loss sum, outputs, gradient sums or None) over all samples: one kernel call."""
+    def _parallel(self, rows):
+        """Whether work on ``rows`` samples at a time is worth a parallel region."""
+        return (numba.get_num_threads() > 1
+                and rows * self.flops_per_sample >= PARALLEL_MIN_FLOPS)
+
+    def _pass(self, Xc, T, want_loss, want_grads):
+        """(loss sum, outputs, gradient sums) over all samples: one kernel call."""
         rows = min(_PASS_CHUNK, Xc.shape[0])
-        A, Z, D = self._scratch(rows)
-        losses = np.zeros(rows, dtype=np.float64)
         out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
         grads = np.zeros_like(self.params)
-        total = ktrain.dataset_pass(self.params, self._layout, self._codes, Xc, T, A, Z, D,
-                                    losses, out, want_grads, grads)
+        chunk_grads = np.zeros_like(self.params) if want_grads else grads[:0]
+        with _single_threaded_blas():
+            total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T,
+                                       want_loss, want_grads, self._parallel(rows),
+                                       *self._gemm_buffers(rows), chunk_grads, out, grads)
         return total, out, grads
 
     # -- inference --------------------------------------------------------------
@@ -228,13 +234,13 @@ class Model:
     def loss(self, X, Y):
         """Mean per-sample loss over the samples of X, Y."""
         Xc, T = self._XY(X, Y)
-        total, _, _ = self._pass(Xc, T, False)
+        total, _, _ = self._pass(Xc, T, True, False)
         return total / Xc.shape[0]
 
     def gradients(self, X, Y):
         """(list of dW, list of db): mean gradients over the samples; no update."""
         Xc, T = self._XY(X, Y)
-        _, _, grads = self._pass(Xc, T, True)
+        _, _, grads = self._pass(Xc, T, True, True)
         grads /= Xc.shape[0]
         dWs, dbs = [], []
         for l in range(1, len(self.sizes)):
@@ -252,7 +258,7 @@ class Model:
         return float(np.mean(np.all((out > 0.5) == (T > 0.5), axis=1)))
 
     def _evaluate(self, Xc, T):
-        total, out, _ = self._pass(Xc, T, False)
+        total, out, _ = self._pass(Xc, T, True, False)
         result = {"loss": total / Xc.shape[0]}
         if self.is_classifier:
             result["accuracy"] = self._accuracy(out, T)
@@ -308,8 +314,7 @@ class Model:
 
         n = Xc.shape[0]
         epoch_kernel, buffers = self._epoch_kernel(batch_size, n)
-        parallel = (numba.get_num_threads() > 1
-                    and min(batch_size, n) * self.flops_per_sample >= PARALLEL_MIN_FLOPS)
+        parallel = self._parallel(min(batch_size, n))
         n_batches = -(-n // batch_size)
         history = History()
         # An epoch over no samples loads (or compiles) the kernels, so that the
@@ -357,19 +362,13 @@ class Model:
 
     def _epoch_kernel(self, batch_size, n):
         """The epoch kernel for this batch size and its scratch buffers."""
-        rows = min(batch_size, n)
-        grads = np.zeros_like(self.params)
-        losses = np.zeros(rows, dtype=np.float64)
-        if batch_size >= GEMM_MIN_BATCH:
-            width = row_width(self._layout)
-            acts, zs, deltas = (np.zeros(rows * width, dtype=self.dtype) for _ in range(3))
-            deltas_t = np.zeros(rows * max(self.sizes), dtype=self.dtype)
-            return kgemm.train_epoch_gemm, (acts, zs, deltas, deltas_t, losses, grads)
-        A, Z, D = self._scratch(rows)
         if batch_size == 1:
+            width = row_width(self._layout)
+            A, Z, D = (np.zeros((1, width), dtype=self.dtype) for _ in range(3))
             t_row = np.zeros(self.sizes[-1], dtype=self.dtype)
             return ktrain.train_epoch_online, (A, Z, D, t_row)
-        return ktrain.train_epoch, (A, Z, D, losses, grads)
+        rows = min(batch_size, n)
+        return kgemm.train_epoch_gemm, (*self._gemm_buffers(rows), np.zeros_like(self.params))
 
     # -- persistence --------------------------------------------------------------
 

@@ -1,13 +1,11 @@
-"""Backward pass: the delta recursion per sample, gradient sums per weight row,
-and the online (batch size 1) step with the update fused into the recursion.
+"""The per-sample backward pass: the delta recursion of one sample with the
+optimizer update fused into it (online training, batch size 1). Batches go
+through :mod:`fastbp.kernels.gemm`.
 
 Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
 """
 
-import numpy as np
-from numba import prange
-
-from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import output_delta, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.update import adam_constants, adam_scalar, momentum_factors, sgd_scalar
@@ -19,77 +17,6 @@ def _layer_slices(layout, a, z, delta, l):
     start = layout[UNIT, l]
     stop = start + layout[SIZE, l]
     return a[start:stop], z[start:stop], delta[start:stop]
-
-
-@jit_serial
-def backward_sample(params, layout, codes, a, z, t, delta):
-    """The delta recursion for one sample, filled by ``forward_sample``.
-
-    delta^L from the loss (see ``output_delta``), then
-    delta^l = (W^(l+1))^T delta^(l+1) o s'(z^l) down to l = 1, into ``delta``
-    (a per-sample row, same offsets as ``a`` and ``z``).
-    """
-    n_layers = layout.shape[1] - 1
-    a_L, z_L, delta_L = _layer_slices(layout, a, z, delta, n_layers)
-    output_delta(z_L, a_L, t, delta_L, codes[1], codes[2])
-    for l in range(n_layers, 1, -1):
-        n_in = layout[SIZE, l - 1]
-        a_prev, z_prev, delta_prev = _layer_slices(layout, a, z, delta, l - 1)
-        delta_l = _layer_slices(layout, a, z, delta, l)[2]
-        delta_prev[:] = 0
-        # Sum over i outermost: every row of W^l is read contiguously.
-        W = block(params, layout[WOFF, l], layout[SIZE, l], n_in)
-        for i in range(layout[SIZE, l]):
-            d = delta_l[i]
-            for j in range(n_in):
-                delta_prev[j] += W[i, j] * d
-        scale_by_derivative(z_prev, a_prev, delta_prev, codes[0])
-
-
-@jit_serial
-def _layer_row(layout, r):
-    """(l, i): row r of all weight rows stacked (W^1 rows first) is row i of W^l."""
-    i = np.int64(r)  # prange indices may be unsigned; unsigned - signed is float in numba
-    l = 1
-    while i >= layout[SIZE, l]:
-        i -= layout[SIZE, l]
-        l += 1
-    return l, i
-
-
-@jit_parallel
-def accumulate_gradients(layout, A, D, n_samples, reset, grads):
-    """grads (+)= sum over the first ``n_samples`` rows of delta^l (a^(l-1))^T.
-
-    dC/dW^l = delta^l (a^(l-1))^T and dC/db^l = delta^l summed over samples (the
-    caller divides by the count). With ``reset`` the sums start from zero,
-    otherwise they are added to ``grads``. Parallel over the rows of all W^l:
-    each iteration owns one row of dW^l and one entry of db^l and sums the
-    samples in order, so the result is the same at any thread count.
-    """
-    n_layers = layout.shape[1] - 1
-    n_rows = 0
-    for l in range(1, n_layers + 1):
-        n_rows += layout[SIZE, l]
-    for r in prange(n_rows):
-        l, i = _layer_row(layout, r)
-        n_in = layout[SIZE, l - 1]
-        a_in = layout[UNIT, l - 1]
-        unit = layout[UNIT, l] + i
-        row = layout[WOFF, l] + i * n_in
-        g = grads[row : row + n_in]
-        b_idx = layout[BOFF, l] + i if layout[BOFF, l] >= 0 else -1
-        if reset:
-            g[:] = 0
-            if b_idx >= 0:
-                grads[b_idx] = 0
-        for s in range(n_samples):
-            d = D[s, unit]
-            x = A[s, a_in : a_in + n_in]
-            for j in range(n_in):
-                g[j] += d * x[j]
-            if b_idx >= 0:
-                grads[b_idx] += d
 
 
 @jit_serial

@@ -149,14 +149,9 @@ def _backward_stage_par(W, D, Z_prev, A_prev, D_prev, code):
 
 
 @jit_serial
-def gemm_batch_gradients(params, layout, codes, X, T, order, first, n, rows, acts, zs,
-                         deltas, deltas_t, losses, grads, parallel):
-    """Forward, delta recursion and gradient SUMS for samples order[first:first+n].
-
-    ``acts``, ``zs``, ``deltas`` are layer-major buffers of ``rows * U`` entries
-    (rows >= n), ``deltas_t`` holds ``rows * max(n_l)``; ``losses[:n]`` gets the
-    per-sample losses, ``grads`` the sums over the batch (layout of ``params``).
-    """
+def forward_batch(params, layout, codes, X, order, first, n, rows, acts, zs, parallel):
+    """z^l, a^l of every layer for samples order[first:first+n] (layer-major
+    buffers of ``rows * U`` entries, rows >= n; the input rows are gathered)."""
     n_layers = layout.shape[1] - 1
     for l in range(1, n_layers + 1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
@@ -172,6 +167,19 @@ def gemm_batch_gradients(params, layout, codes, X, T, order, first, n, rows, act
             _forward_stage_par(*args)
         else:
             _forward_stage(*args)
+
+
+@jit_serial
+def gemm_batch_gradients(params, layout, codes, X, T, order, first, n, rows, acts, zs,
+                         deltas, deltas_t, losses, grads, parallel):
+    """Forward, delta recursion and gradient SUMS for samples order[first:first+n].
+
+    ``acts``, ``zs``, ``deltas`` are layer-major buffers of ``rows * U`` entries
+    (rows >= n), ``deltas_t`` holds ``rows * max(n_l)``; ``losses[:n]`` gets the
+    per-sample losses, ``grads`` the sums over the batch (layout of ``params``).
+    """
+    n_layers = layout.shape[1] - 1
+    forward_batch(params, layout, codes, X, order, first, n, rows, acts, zs, parallel)
     start, n_out = rows * layout[UNIT, n_layers], layout[SIZE, n_layers]
     out_args = (block(zs, start, n, n_out), block(acts, start, n, n_out), T, order, first,
                 block(deltas, start, n, n_out), losses, codes[1], codes[2])
@@ -205,8 +213,16 @@ def gemm_batch_gradients(params, layout, codes, X, T, order, first, n, rows, act
 @jit_serial
 def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
                      batch_size, parallel, acts, zs, deltas, deltas_t, losses, grads):
-    """One epoch like :func:`fastbp.kernels.train.train_epoch`, each batch through
-    layer-wise matrix products (see module doc); returns the loss sum."""
+    """One epoch of mini-batch training over the samples in ``order``; returns the
+    sum of the per-sample losses seen (each before its batch's update).
+
+    Batches are order[0:B], order[B:2B], ... with a final partial batch. Each
+    batch: ``gemm_batch_gradients``, then one fused update with gradient
+    sum / batch count (``apply_update``). ``hyper`` is float64 [optimizer, lr,
+    momentum, nesterov, weight_decay, beta1, beta2, eps]; ``step`` the Adam
+    steps done before this epoch; ``buf1`` is the momentum buffer or Adam's
+    first moment, ``buf2`` Adam's second.
+    """
     n_samples = order.shape[0]
     rows = min(batch_size, n_samples)  # the buffers hold this many samples
     total = 0.0
@@ -218,4 +234,41 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
         for s in range(n):  # in sample order: the same sum at any thread count
             total += losses[s]
         apply_update(params, grads, n, buf1, buf2, hyper, step, parallel)
+    return total
+
+
+@jit_serial
+def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, acts, zs,
+                 deltas, deltas_t, losses, chunk_grads, out, grads):
+    """Outputs a^L of every sample of X into ``out``; with ``want_loss`` returns
+    the loss sum against T, with ``want_grads`` also the gradient SUM into
+    ``grads``. Works through X in chunks of ``losses.shape[0]`` samples (a fixed
+    size), adding chunk sums in order: the same bits at any thread count.
+    """
+    n_samples = X.shape[0]
+    rows = losses.shape[0]
+    n_layers = layout.shape[1] - 1
+    out_start, n_out = rows * layout[UNIT, n_layers], layout[SIZE, n_layers]
+    order = np.arange(n_samples)
+    total = 0.0
+    for first in range(0, n_samples, rows):
+        n = min(rows, n_samples - first)
+        if want_grads:
+            gemm_batch_gradients(params, layout, codes, X, T, order, first, n, rows, acts,
+                                 zs, deltas, deltas_t, losses, chunk_grads, parallel)
+            for k in range(grads.shape[0]):
+                grads[k] += chunk_grads[k]
+        else:
+            forward_batch(params, layout, codes, X, order, first, n, rows, acts, zs,
+                          parallel)
+            if want_loss:
+                A_out = block(acts, out_start, n, n_out)
+                Z_out = block(zs, out_start, n, n_out)
+                for s in range(n):
+                    losses[s] = sample_loss(Z_out[s], A_out[s], T[first + s], codes[1],
+                                            codes[2])
+        if want_loss:
+            for s in range(n):
+                total += losses[s]
+        out[first : first + n] = block(acts, out_start, n, n_out)
     return total
