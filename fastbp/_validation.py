@@ -111,11 +111,16 @@ def _as_real_array(name, value):
 
 
 def _check_finite_fits(name, arr, dtype):
-    """No NaN/inf, and every value representable in ``dtype``."""
-    if arr.dtype.kind == "f":
-        if not np.isfinite(arr).all():
+    """No NaN/inf, and every value representable in ``dtype``.
+
+    min and max propagate NaN and see infinities, so two reductions check it all
+    without a temporary the size of the data (np.isfinite(arr) would make one).
+    """
+    if arr.dtype.kind == "f" and arr.size:
+        lo, hi = arr.min(), arr.max()
+        if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} contains NaN or infinity")
-        if arr.size and np.abs(arr).max() > np.finfo(dtype).max:
+        if max(-lo, hi) > np.finfo(dtype).max:
             raise ValueError(
                 f"{name} has values beyond the range of the model's {dtype.name} "
                 f"(|x| <= {np.finfo(dtype).max:.3g})"

@@ -4,6 +4,7 @@
     fastbp train --data d.npz --hidden-sizes 64 32 --epochs 10
     fastbp evaluate fastbp-model.npz  # the digits' held-out split
     fastbp predict fastbp-model.npz --data new.csv --output classes.csv
+    fastbp bench                      # samples/s against the peers (fastbp.bench)
 
 Bad arguments or bad data end with exit status 2 and one line
 ``fastbp: error: ...`` on stderr, never a traceback.
@@ -244,6 +245,15 @@ def build_parser():
                    help="write the output activations, shape (n_samples, n_out), "
                    "instead of class labels (default: off)")
     p.set_defaults(func=cmd_predict)
+
+    from fastbp import bench
+
+    b = sub.add_parser(
+        "bench", help="measure training samples/s against PyTorch, JAX, NumPy, "
+        "scikit-learn and FANN", description=bench.DESCRIPTION,
+    )
+    bench.add_arguments(b)  # the same options as 'python -m fastbp.bench'
+    b.set_defaults(func=cmd_bench, threads=None)  # bench sets its own threads
     return parser
 # fmt: on
 
@@ -512,6 +522,13 @@ def cmd_predict(args):
     if args.output is not None:
         print(f"wrote {len(result)} predictions to {os.path.abspath(args.output)}")
     return 0
+
+
+def cmd_bench(args):
+    """``fastbp bench``; returns the exit status."""
+    from fastbp import bench
+
+    return bench.main(args)
 
 
 # -- entry point ---------------------------------------------------------------------
