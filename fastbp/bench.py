@@ -1,0 +1,670 @@
+"""``fastbp bench``: training throughput of fastbp and its peers on a fixed grid.
+
+    fastbp bench                     # the grid, every installed peer, 1 and 2 threads
+    fastbp bench --cases S --threads 1 --peers torch,numpy
+    fastbp bench --json > b.json     # a record per case x batch x threads x framework
+
+The grid (float32, plain SGD, lr 0.01; every framework shuffles once per epoch):
+
+    S  64-32-10           sigmoid / linear  / mse            batch 1, 16, 128
+    M  784-256-128-10     relu    / softmax / cross_entropy  batch 1, 32, 256
+    L  784-1024-1024-10   relu    / softmax / cross_entropy  batch 256
+
+Throughput is training samples per second over an epoch: the median over
+``--repeats`` epochs, after one untimed warm-up epoch (the JIT compile). FLOPs per
+sample count 2 per weight for the forward pass, 2 for the weight gradient and 2
+for propagating delta, which the first layer skips; biases and activations are
+not counted. GFLOP/s is compared with the float32 GEMM peak (np.dot of two
+square matrices on the BLAS NumPy uses, best of 5) measured at the end of every
+worker; the peak of a thread count is the best of its workers. Unless --samples
+is given, a short probe epoch sizes each framework's epoch to --epoch-seconds.
+
+Thread pools are sized when a library initialises, so each (framework, threads)
+pair runs in its own worker process (``python -m fastbp.bench --worker ...``,
+one JSON line on stdout) started with NUMBA_NUM_THREADS, OMP_NUM_THREADS,
+OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and XLA_FLAGS set and pinned to that many
+CPUs (JAX ignores the flags); the workers also call numba.set_num_threads /
+torch.set_num_threads. The peers live in
+``fastbp._bench_peers``.
+"""
+
+import argparse
+import contextlib
+import datetime
+import importlib.metadata
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastbp import _bench_peers as peers
+from fastbp._version import __version__
+
+__all__ = ["CASES", "flops_per_sample", "gemm_gflops", "main", "run"]
+
+
+@dataclass(frozen=True)
+class Case:
+    name: str
+    sizes: tuple
+    hidden: str
+    output: str
+    loss: str
+    batch_sizes: tuple
+    max_samples: int  # cap of the samples per epoch (the data generated)
+
+
+# fmt: off
+_REG, _CLS = ("sigmoid", "linear", "mse"), ("relu", "softmax", "cross_entropy")
+CASES = {
+    "S": Case("S", (64, 32, 10), *_REG, (1, 16, 128), 200_000),
+    "M": Case("M", (784, 256, 128, 10), *_CLS, (1, 32, 256), 20_000),
+    "L": Case("L", (784, 1024, 1024, 10), *_CLS, (256,), 4096),
+}
+FRAMEWORKS = list(peers.PEERS)  # fastbp first, then the peers
+PEER_NAMES = FRAMEWORKS[1:]
+LR = 0.01
+MARK = "FASTBP-BENCH-JSON "  # prefix of the worker's result line on stdout
+QUICK = dict(cases=["S"], batch_sizes=[1, 16], thread_counts=[1], samples=512,
+             repeats=1, gemm_size=256)
+DEFAULTS = dict(cases=list(CASES), batch_sizes=None, thread_counts=[1, 2],
+                samples=None, repeats=3, gemm_size=2048)
+THREAD_VARS = ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+               "MKL_NUM_THREADS")
+# fmt: on
+WORKER_TIMEOUT = 1800
+
+
+def flops_per_sample(sizes):
+    """Training FLOPs of one sample: 2 per weight forward, 2 for the weight gradient,
+    2 for propagating delta back (not into the input layer)."""
+    weights = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
+    return 4 * sum(weights) + 2 * sum(weights[1:])
+
+
+def gemm_gflops(n=2048, repeats=5):
+    """Best float32 GEMM rate of np.dot on (n, n) matrices, in GFLOP/s."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((n, n), dtype=np.float32)
+    B = rng.standard_normal((n, n), dtype=np.float32)
+    C = np.empty_like(A)
+    np.dot(A, B, out=C)  # warm-up: BLAS threads start
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        np.dot(A, B, out=C)
+        best = min(best, time.perf_counter() - start)
+    return 2.0 * n**3 / best / 1e9
+
+
+# -- arguments ---------------------------------------------------------------------
+
+
+def _positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _positive_float(text):
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not (np.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _names(choices, extra=()):
+    def convert(text):
+        names = [s.strip() for s in text.split(",") if s.strip()]
+        bad = [s for s in names if s not in choices and s not in extra]
+        if not names or bad:
+            raise argparse.ArgumentTypeError(
+                f"expected a comma-separated list of {', '.join([*choices, *extra])}, "
+                f"got {text!r}"
+            )
+        return names
+
+    return convert
+
+
+# fmt: off
+def add_arguments(p, worker=False):
+    """The options of ``fastbp bench`` (the CLI's and ``python -m fastbp.bench``'s)."""
+    p.add_argument("--cases", type=_names(list(CASES)), metavar="S,M,L",
+                   help="comma-separated cases of the grid (default: S,M,L)")
+    p.add_argument("--batch-sizes", type=_positive_int, nargs="+", metavar="B",
+                   help="only these batch sizes of each case's grid (default: the "
+                   "grid's, S 1 16 128, M 1 32 256, L 256)")
+    p.add_argument("--threads", type=_positive_int, nargs="+", metavar="N",
+                   dest="thread_counts",
+                   help="thread counts, each measured in fresh worker processes; "
+                   "capped at the number of CPUs (default: 1 2)")
+    p.add_argument("--samples", type=_positive_int, metavar="N",
+                   help="samples per epoch for every framework, rounded down to a "
+                   "multiple of the batch size; samples/s is reported either way "
+                   "(default: sized per framework by a short probe epoch so that an "
+                   "epoch takes about --epoch-seconds, at most S 200000, M 20000, "
+                   "L 4096)")
+    p.add_argument("--epoch-seconds", type=_positive_float, default=0.4, metavar="SEC",
+                   help="target length of an epoch when --samples is not given "
+                   "(default: %(default)s)")
+    p.add_argument("--repeats", type=_positive_int, metavar="R",
+                   help="timed epochs per measurement, the median is reported; one "
+                   "untimed warm-up epoch (JIT compile) comes first (default: 3)")
+    p.add_argument("--peers", type=_names(PEER_NAMES, ("all", "none")), metavar="LIST",
+                   help="comma-separated peers to compare with: "
+                   f"{', '.join(PEER_NAMES)}, 'all' or 'none'; missing ones are "
+                   "reported as skipped (default: all)")
+    p.add_argument("--gemm-size", type=_positive_int, metavar="N",
+                   help="size of the square float32 matrices of the GEMM peak "
+                   "(default: 2048)")
+    p.add_argument("--json", action="store_true",
+                   help="print the results as JSON instead of tables (default: tables)")
+    p.add_argument("--save", metavar="PATH",
+                   help="also write the JSON results to PATH (default: not written)")
+    p.add_argument("--quick", action="store_true",
+                   help="a tiny run for tests: case S, batch 1 and 16, 1 thread, 512 "
+                   "samples, 1 repeat, 256x256 GEMM; explicit options still apply "
+                   "(default: off)")
+    p.add_argument("--in-process", action="store_true",
+                   help="run every framework in this process instead of worker "
+                   "processes: thread counts are then set at run time only (numba, "
+                   "torch, BLAS through threadpoolctl), not for JAX (default: off)")
+    if worker:
+        p.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
+        p.add_argument("--framework", choices=FRAMEWORKS, help=argparse.SUPPRESS)
+# fmt: on
+
+
+def _settings(args):
+    """Options with the --quick or the normal defaults filled in."""
+    base = QUICK if args.quick else DEFAULTS
+    s = {k: v if getattr(args, k, None) is None else getattr(args, k)
+         for k, v in base.items()}  # fmt: skip
+    s["epoch_seconds"] = args.epoch_seconds
+    cpus = os.cpu_count() or 1
+    counts = sorted({min(n, cpus) for n in s["thread_counts"]})
+    if counts != sorted(set(s["thread_counts"])) and not getattr(args, "worker", False):
+        print(f"note: thread counts capped at the {cpus} CPUs", file=sys.stderr)
+    s["thread_counts"] = counts
+    wanted = args.peers or ["all"]
+    s["peers"] = [p for p in PEER_NAMES if "all" in wanted or p in wanted]
+    if "none" in wanted:
+        s["peers"] = []
+    if not _grid(s):
+        raise ValueError(
+            f"--batch-sizes {' '.join(map(str, s['batch_sizes']))}: no batch size of "
+            f"the cases {','.join(s['cases'])} (S 1 16 128, M 1 32 256, L 256)"
+        )
+    return s
+
+
+def _grid(settings):
+    """[(case, batch)] of the grid after the --cases and --batch-sizes filters."""
+    pairs = []
+    for name in settings["cases"]:
+        case = CASES[name]
+        for batch in case.batch_sizes:
+            if settings["batch_sizes"] is None or batch in settings["batch_sizes"]:
+                pairs.append((case, batch))
+    return pairs
+
+
+# -- one framework at one thread count ------------------------------------------------
+
+
+@contextlib.contextmanager
+def _threads_in_process(threads):
+    """--in-process: thread counts set at run time (numba, BLAS and OpenMP pools
+    through threadpoolctl; torch in Torch.setup), restored afterwards. JAX's pool
+    cannot be resized once started."""
+    import numba
+
+    torch = sys.modules.get("torch")
+    old = numba.get_num_threads(), torch.get_num_threads() if torch else None
+    numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    try:
+        import threadpoolctl
+
+        limits = threadpoolctl.threadpool_limits(threads)
+    except ImportError:
+        limits = contextlib.nullcontext()
+    try:
+        with limits:
+            yield
+    finally:
+        numba.set_num_threads(old[0])
+        if old[1] is not None:
+            torch.set_num_threads(old[1])
+
+
+def _time_epochs(peer, repeats):
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        peer.run_epoch()
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def measure(cls, case, batch, threads, settings):
+    """One record: samples/s of ``cls`` on ``case`` at ``batch`` and ``threads``."""
+    rec = _record(case.name, batch, threads, cls.name, shuffles=cls.shuffles)
+    peer = cls()
+    cap = case.max_samples if settings["samples"] is None else settings["samples"]
+    cap = max(batch, cap // batch * batch)
+    c = case
+    problem = peers.make_problem(c.sizes, c.hidden, c.output, c.loss, cap, LR)
+    reason = peer.unsupported(problem, batch)
+    if reason:
+        return {**rec, "status": "skipped", "reason": reason}
+    n, ready = cap, False
+    if settings["samples"] is None:  # a probe epoch picks n for ~epoch_seconds
+        n0 = min(cap, max(4 * batch, -(-256 // batch) * batch))
+        peer.setup(problem.head(n0), batch, threads)
+        peer.run_epoch()  # warm-up, compiles
+        (t0,) = _time_epochs(peer, 1)
+        n = int(min(cap, max(n0, n0 / t0 * settings["epoch_seconds"])))
+        n = n // batch * batch
+        if n > 1.5 * n0:
+            peer.close()
+            peer = cls()
+        else:
+            n, ready = n0, True
+    if not ready:
+        peer.setup(problem.head(n), batch, threads)
+        peer.run_epoch()  # warm-up, compiles
+    if hasattr(peer, "fit_rates"):  # fastbp: fit's own samples/s, kernel only
+        peer.fit_rates.clear()
+    times = _time_epochs(peer, settings["repeats"])
+    median = statistics.median(times)
+    rec.update(status="ok", samples=n, epoch_seconds=times, seconds_per_epoch=median,
+               samples_per_second=n / median, exact=peer.exact)  # fmt: skip
+    if peer.notes:
+        rec["notes"] = peer.notes
+    if getattr(peer, "fit_rates", None):
+        rec["fit_reported_samples_per_second"] = statistics.median(peer.fit_rates)
+    peer.close()
+    return rec
+
+
+def _record(case, batch, threads, framework, **more):
+    return dict(
+        case=case, batch_size=batch, threads=threads, framework=framework, **more
+    )
+
+
+def run_framework(name, threads, settings):
+    """Every (case, batch) of the grid for one framework: the worker's result."""
+    cls = peers.PEERS[name]
+    out = {"framework": name, "threads": threads, "records": []}
+    try:
+        out["version"] = cls.available()
+    except (peers.Unavailable, ImportError, OSError) as exc:
+        return {**out, "status": "skipped", "reason": str(exc)}
+    for case, batch in _grid(settings):
+        progress = f"  {name}, {threads} thread(s): {case.name} batch {batch}"
+        print(progress, file=sys.stderr, flush=True)
+        try:
+            rec = measure(cls, case, batch, threads, settings)
+        except Exception as exc:  # a peer failing must not lose the others' numbers
+            why = f"{type(exc).__name__}: {exc}"
+            rec = _record(case.name, batch, threads, name, status="error", reason=why)
+        out["records"].append(rec)
+    # after the timings: OpenBLAS threads spin for a while after a GEMM
+    out["gemm_gflops"] = gemm_gflops(settings["gemm_size"])
+    out["status"] = "ok"
+    if hasattr(os, "sched_getaffinity"):
+        out["cpus"] = sorted(os.sched_getaffinity(0))
+    return out
+
+
+def _worker_env(threads):
+    env = dict(os.environ)
+    env.update({var: str(threads) for var in THREAD_VARS})
+    flags = f"--xla_cpu_multi_thread_eigen={'false' if threads == 1 else 'true'} "
+    env["XLA_FLAGS"] = flags + f"intra_op_parallelism_threads={threads}"
+    return env
+
+
+def _pin(threads):
+    """A preexec_fn keeping the worker on ``threads`` CPUs: XLA's CPU backend sizes
+    its pool from the CPUs it may use, whatever XLA_FLAGS say (measured: jax 0.10
+    used ~1.9 cores at "1 thread" on L), and so does any library we cannot tell."""
+    if not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))[:threads]
+    return lambda: os.sched_setaffinity(0, cpus)
+
+
+def _spawn(name, threads, settings):
+    """run_framework in a worker process with the thread-count environment."""
+    # fmt: off
+    cmd = [sys.executable, "-m", "fastbp.bench", "--worker", "--framework", name,
+           "--threads", str(threads), "--cases", ",".join(settings["cases"]),
+           "--repeats", str(settings["repeats"]),
+           "--gemm-size", str(settings["gemm_size"]),
+           "--epoch-seconds", str(settings["epoch_seconds"])]
+    # fmt: on
+    if settings["batch_sizes"]:
+        cmd += ["--batch-sizes", *map(str, settings["batch_sizes"])]
+    if settings["samples"]:
+        cmd += ["--samples", str(settings["samples"])]
+    with tempfile.TemporaryFile(mode="w+") as stdout:
+        env, pipe, pin = _worker_env(threads), subprocess.PIPE, _pin(threads)
+        proc = subprocess.Popen(
+            cmd, env=env, stdout=stdout, stderr=pipe, text=True, preexec_fn=pin
+        )
+        timer = threading.Timer(WORKER_TIMEOUT, proc.kill)
+        timer.start()
+        other = []
+        try:
+            for line in proc.stderr:  # relay the progress lines, keep the rest
+                if line.startswith("  " + name):
+                    print(line, end="", file=sys.stderr, flush=True)
+                else:
+                    other.append(line)
+            proc.wait()
+        finally:
+            timer.cancel()
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        stdout.seek(0)
+        lines = [ln for ln in stdout.read().splitlines() if ln.startswith(MARK)]
+    if proc.returncode == 0 and lines:
+        return json.loads(lines[-1][len(MARK) :])
+    tail = "".join(other[-5:]).strip() or f"exit status {proc.returncode}"
+    why = f"worker failed: {tail}"
+    return dict(framework=name, threads=threads, records=[], status="error", reason=why)
+
+
+# -- the whole run ----------------------------------------------------------------
+
+
+def _installed(name):
+    """A cheap check (no import of torch or jax in the parent process)."""
+    modules = {"torch": "torch", "jax": "jax", "sklearn": "sklearn"}
+    if name in modules:
+        return importlib.util.find_spec(modules[name]) is not None
+    if name == "fann":
+        try:
+            peers.Fann.available()
+        except peers.Unavailable:
+            return False
+    return True
+
+
+def _version(dist):
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def machine_info():
+    cpu = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    blas = None
+    try:
+        cfg = np.show_config(mode="dicts")["Build Dependencies"]["blas"]
+        blas = f"{cfg.get('name')} {cfg.get('version')}"
+    except Exception:  # older NumPy: no dict mode
+        pass
+    now = datetime.datetime.now(datetime.timezone.utc)
+    # fmt: off
+    return {
+        "cpu_model": cpu, "cores": os.cpu_count(), "platform": platform.platform(),
+        "python": platform.python_version(), "numpy": np.__version__, "blas": blas,
+        "numba": _version("numba"), "fastbp": __version__, "torch": _version("torch"),
+        "jax": _version("jax"), "jaxlib": _version("jaxlib"),
+        "scikit-learn": _version("scikit-learn"), "date": now.isoformat("T", "seconds"),
+    }
+    # fmt: on
+
+
+def run(settings, in_process=False):
+    """Measure the grid; returns the JSON-able result (see ``fastbp bench --help``)."""
+    start = time.perf_counter()
+    frameworks = ["fastbp", *settings["peers"]]
+    skipped = {n: "not installed" for n in frameworks if not _installed(n)}
+    workers = []
+    for threads in settings["thread_counts"]:
+        for name in frameworks:
+            if name in skipped:
+                continue
+            began = time.perf_counter()
+            if in_process:
+                with _threads_in_process(threads):
+                    workers.append(run_framework(name, threads, settings))
+            else:
+                workers.append(_spawn(name, threads, settings))
+            workers[-1]["seconds"] = seconds = time.perf_counter() - began
+            done = f"  {name}, {threads} thread(s): done in {seconds:.1f} s"
+            print(done, file=sys.stderr, flush=True)
+    peer_info = {n: {"status": "skipped", "reason": r} for n, r in skipped.items()}
+    records, peak = [], {}
+    for w in workers:
+        info = peer_info.setdefault(w["framework"], {"status": w["status"]})
+        if w["status"] != "ok":
+            info.update(status=w["status"], reason=w["reason"])
+            continue
+        shuffles = peers.PEERS[w["framework"]].shuffles
+        info.update(status="ok", version=w["version"], shuffles=shuffles)
+        peak[w["threads"]] = max(peak.get(w["threads"], 0.0), w["gemm_gflops"])
+        for rec in w["records"]:
+            rec["gemm_gflops_worker"] = w["gemm_gflops"]
+            records.append(rec)
+    _derive(records, peak)
+    # fmt: off
+    return {
+        "machine": machine_info(),
+        "settings": {**settings, "lr": LR, "dtype": "float32", "optimizer": "sgd",
+                     "in_process": in_process,
+                     "timing": "median of repeats after one untimed warm-up epoch"},
+        "cases": {c.name: {"sizes": list(c.sizes), "hidden": c.hidden,
+                           "output": c.output, "loss": c.loss,
+                           "batch_sizes": list(c.batch_sizes),
+                           "flops_per_sample": flops_per_sample(c.sizes)}
+                  for c in CASES.values() if c.name in settings["cases"]},
+        "gemm_peak_gflops": {str(t): g for t, g in sorted(peak.items())},
+        "frameworks": peer_info,
+        "workers": [{k: w.get(k) for k in ("framework", "threads", "status", "seconds",
+                                           "gemm_gflops", "cpus")} for w in workers],
+        "results": records,
+        "wall_seconds": time.perf_counter() - start,
+    }
+    # fmt: on
+
+
+def _derive(records, peak):
+    """gflops, percent_of_peak and ratio_to_best_peer, in place."""
+    best = {}
+    for r in records:
+        if r["status"] == "ok" and r["framework"] != "fastbp":
+            key = (r["case"], r["batch_size"], r["threads"])
+            if r["samples_per_second"] > best.get(key, {}).get("samples_per_second", 0):
+                best[key] = r
+    for r in records:
+        case = CASES[r["case"]]
+        r.update(sizes=list(case.sizes), hidden=case.hidden, output=case.output,
+                 loss=case.loss)  # fmt: skip
+        if r["status"] != "ok":
+            continue
+        r["flops_per_sample"] = flops_per_sample(case.sizes)
+        r["gflops"] = r["flops_per_sample"] * r["samples_per_second"] / 1e9
+        r["gemm_peak_gflops"] = peak.get(r["threads"])
+        r["percent_of_peak"] = 100.0 * r["gflops"] / peak[r["threads"]]
+        b = best.get((r["case"], r["batch_size"], r["threads"]))
+        r["best_peer"] = b["framework"] if b else None
+        ratio = r["samples_per_second"] / b["samples_per_second"] if b else None
+        r["ratio_to_best_peer"] = ratio
+
+
+# -- output ------------------------------------------------------------------------
+
+
+def _fmt(x, spec=",.0f"):
+    return "-" if x is None else format(x, spec)
+
+
+# fmt: off
+def format_report(result):
+    """The human-readable tables of a :func:`run` result."""
+    m, s, results = result["machine"], result["settings"], result["results"]
+    peaks = ", ".join(f"{t} thread(s) {g:,.1f} GFLOP/s"
+                      for t, g in result["gemm_peak_gflops"].items())
+    flops = ", ".join(f"{n} {c['flops_per_sample']:,}"
+                      for n, c in result["cases"].items())
+    lines = [
+        f"fastbp bench: {m['cpu_model']}, {m['cores']} CPUs; python {m['python']}, "
+        f"numpy {m['numpy']} ({m['blas']}), numba {m['numba']}, fastbp {m['fastbp']}; "
+        f"{m['date']}",
+        f"float32, plain SGD lr {s['lr']}, median of {s['repeats']} epoch(s) after a "
+        "warm-up epoch; every framework shuffles each epoch",
+        f"GEMM peak (float32 np.dot, {s['gemm_size']}x{s['gemm_size']}): {peaks}",
+        f"FLOPs per sample: {flops}",
+        "",
+    ]
+    table = {}
+    for r in results:
+        key = (r["case"], r["batch_size"], r["threads"])
+        table.setdefault(key, {})[r["framework"]] = r
+    rows = [("case", "sizes", "batch", "threads", "fastbp/s", "best peer", "peer/s",
+             "ratio", "GFLOP/s", "% peak")]
+    for (case, batch, threads), by in table.items():
+        f = by.get("fastbp", {})
+        ok, best = f.get("status") == "ok", f.get("best_peer")
+        peer = by.get(best, {}) if best else {}
+        mark = "~" if peer and not peer.get("exact", True) else ""
+        ratio = _fmt(f.get("ratio_to_best_peer"), ".2f") + ("x" if ok and best else "")
+        rows.append((case, "-".join(map(str, CASES[case].sizes)), str(batch),
+                     str(threads),
+                     _fmt(f.get("samples_per_second")) if ok else f.get("status", "-"),
+                     (best or "-") + mark, _fmt(peer.get("samples_per_second")), ratio,
+                     _fmt(f.get("gflops"), ".2f"),
+                     _fmt(f.get("percent_of_peak"), ".1f")))
+    lines += _columns(rows, left=2)
+    status = {f: i["status"] for f, i in result["frameworks"].items()}
+    ran = [f for f in FRAMEWORKS if status.get(f) == "ok"]
+    if len(ran) > 1:
+        lines += ["", "samples/s of every framework (~: not the same model, see notes)"]
+        rows = [("case", "batch", "threads", *ran)]
+        for (case, batch, threads), by in table.items():
+            cells = [_cell(by.get(name)) for name in ran]
+            rows.append((case, str(batch), str(threads), *cells))
+        lines += _columns(rows, left=1)
+    notes = sorted({(r["framework"], r["case"], r["notes"]) for r in results
+                    if r.get("notes")})
+    not_run = sorted({(r["framework"], r["reason"]) for r in results
+                      if r["status"] == "skipped"})
+    lines.append("")
+    lines += [f"note: {f} on {c}: {n}" for f, c, n in notes]
+    lines += [f"not run: {f}: {why}" for f, why in not_run]
+    lines += [f"skipped: {n}: {i['reason']}" for n, i in result["frameworks"].items()
+              if i["status"] != "ok"]
+    lines += [f"error: {r['framework']} {r['case']} batch {r['batch_size']} "
+              f"{r['threads']} thread(s): {r['reason']}"
+              for r in results if r["status"] == "error"]
+    lines.append(f"wall time: {result['wall_seconds']:.1f} s")
+    return "\n".join(lines)
+# fmt: on
+
+
+def _cell(r):
+    if r is None or r["status"] == "skipped":
+        return "n/a"
+    if r["status"] != "ok":
+        return "error"
+    return _fmt(r["samples_per_second"]) + ("" if r["exact"] else "~")
+
+
+def _columns(rows, left):
+    """Rows of strings as aligned text, the first ``left`` columns left-aligned."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return [
+        "  ".join(
+            c.ljust(w) if i < left else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ).rstrip()
+        for row in rows
+    ]
+
+
+# -- entry points ------------------------------------------------------------------
+
+
+DESCRIPTION = (
+    "Measure training throughput (samples/s over an epoch, float32, plain SGD) of "
+    "fastbp and its installed peers (PyTorch eager, JAX with the epoch jitted through "
+    "lax.scan, NumPy on its BLAS, scikit-learn's MLP, the C library FANN) on the grid "
+    "S = 64-32-10 sigmoid/linear/mse at batch 1, 16, 128; M = 784-256-128-10 "
+    "relu/softmax/cross-entropy at batch 1, 32, 256; L = 784-1024-1024-10 relu/softmax/"
+    "cross-entropy at batch 256; at 1 and 2 threads. Reports GFLOP/s (2 FLOPs per "
+    "weight forward, 2 for its gradient, 2 for propagating delta, except into the "
+    "input layer) and the percentage of the float32 GEMM peak (np.dot) measured in "
+    "the same run at the same thread count, and the ratio of each framework's "
+    "samples/s to the fastest peer's (fastbp excluded). Each (framework, thread "
+    "count) runs in a fresh worker process pinned to that many CPUs, so that its "
+    "thread pools start with the right size."
+)
+
+
+def build_parser(worker=False):
+    parser = argparse.ArgumentParser(
+        prog="python -m fastbp.bench", description=DESCRIPTION
+    )
+    add_arguments(parser, worker=worker)
+    return parser
+
+
+def main(args=None):
+    """Run ``fastbp bench``: ``args`` is an argparse Namespace from
+    :func:`add_arguments`, a list of strings, or None (``sys.argv[1:]``). Returns 0,
+    or 1 if fastbp itself failed to run."""
+    if not isinstance(args, argparse.Namespace):
+        args = build_parser(worker=True).parse_args(args)
+    settings = _settings(args)
+    if getattr(args, "worker", False):
+        result = run_framework(args.framework, settings["thread_counts"][0], settings)
+        print(MARK + json.dumps(result), flush=True)
+        return 0
+    result = run(settings, in_process=args.in_process)
+    text = json.dumps(result, indent=1)
+    if args.save:
+        with open(args.save, "w") as fh:
+            fh.write(text + "\n")
+    print(text if args.json else format_report(result))
+    failed = [
+        r
+        for r in result["results"]
+        if r["framework"] == "fastbp" and r["status"] == "error"
+    ]
+    return 1 if failed or result["frameworks"]["fastbp"]["status"] != "ok" else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,373 @@
+"""fastbp bench: FLOP counting, the JSON it writes, skipped peers, the peers' math."""
+
+import json
+import subprocess
+import sys
+
+import numba
+import numpy as np
+import pytest
+
+import fastbp
+from fastbp import _bench_peers as peers
+from fastbp import bench, cli
+
+RECORD_FIELDS = {
+    "case",
+    "sizes",
+    "batch_size",
+    "threads",
+    "framework",
+    "status",
+    "samples",
+    "samples_per_second",
+    "seconds_per_epoch",
+    "epoch_seconds",
+    "flops_per_sample",
+    "gflops",
+    "percent_of_peak",
+    "gemm_peak_gflops",
+    "ratio_to_best_peer",
+    "best_peer",
+    "shuffles",
+    "exact",
+}
+MACHINE_FIELDS = {
+    "cpu_model",
+    "cores",
+    "python",
+    "numpy",
+    "numba",
+    "fastbp",
+    "torch",
+    "jax",
+    "date",
+}
+
+
+def run(capsys, *argv):
+    status = cli.main(["bench", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+@pytest.fixture
+def keep_threads():
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
+
+
+# -------------------------------------------------------------------------- FLOPs
+
+
+def test_flops_per_sample_by_hand():
+    # S = 64-32-10: forward 2 per weight, weight gradient the same, and delta is
+    # propagated only into the hidden layer (through the 32x10 weights).
+    forward = 2 * (64 * 32 + 32 * 10)
+    assert bench.flops_per_sample((64, 32, 10)) == forward + forward + 2 * (32 * 10)
+    assert bench.flops_per_sample((64, 32, 10)) == 10_112
+    m = [784 * 256, 256 * 128, 128 * 10]
+    assert bench.flops_per_sample((784, 256, 128, 10)) == 4 * sum(m) + 2 * (m[1] + m[2])
+    assert bench.flops_per_sample((3, 2)) == 4 * 6  # one layer: no delta propagation
+
+
+def test_grid_is_the_issues():
+    S, M, L = bench.CASES["S"], bench.CASES["M"], bench.CASES["L"]
+    assert (S.sizes, S.hidden, S.output, S.loss, S.batch_sizes) == (
+        (64, 32, 10),
+        "sigmoid",
+        "linear",
+        "mse",
+        (1, 16, 128),
+    )
+    assert (M.sizes, M.hidden, M.output, M.loss, M.batch_sizes) == (
+        (784, 256, 128, 10),
+        "relu",
+        "softmax",
+        "cross_entropy",
+        (1, 32, 256),
+    )
+    assert (L.sizes, L.hidden, L.output, L.loss, L.batch_sizes) == (
+        (784, 1024, 1024, 10),
+        "relu",
+        "softmax",
+        "cross_entropy",
+        (256,),
+    )
+
+
+def test_gemm_gflops_is_positive():
+    assert bench.gemm_gflops(64, repeats=1) > 0
+
+
+# -------------------------------------------------------------------------- the CLI
+
+
+def test_help_explains_every_option(capsys):
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
+    actions = sub.choices["bench"]._actions
+    for action in actions:
+        if action.option_strings and "--help" not in action.option_strings:
+            assert action.option_strings[0] in out
+            assert "default" in action.help, action.option_strings
+    assert {
+        "--cases",
+        "--batch-sizes",
+        "--threads",
+        "--samples",
+        "--repeats",
+        "--peers",
+        "--json",
+        "--quick",
+    } <= {s for a in actions for s in a.option_strings}
+
+
+def check_result(result, frameworks):
+    assert MACHINE_FIELDS <= set(result["machine"])
+    assert result["machine"]["fastbp"] == fastbp.__version__
+    peak = result["gemm_peak_gflops"]["1"]
+    assert peak > 0
+    ok = [r for r in result["results"] if r["status"] == "ok"]
+    assert {r["framework"] for r in ok} == set(frameworks)
+    for r in ok:
+        assert RECORD_FIELDS <= set(r), RECORD_FIELDS - set(r)
+        assert r["case"] == "S" and r["batch_size"] in (1, 16) and r["threads"] == 1
+        assert r["samples_per_second"] == pytest.approx(
+            r["samples"] / r["seconds_per_epoch"]
+        )
+        assert r["seconds_per_epoch"] == pytest.approx(np.median(r["epoch_seconds"]))
+        assert r["flops_per_sample"] == 10_112
+        if r["framework"] == "fastbp":  # fit's own clock, kernel only
+            assert r["fit_reported_samples_per_second"] > 0
+        assert r["gflops"] == pytest.approx(10_112 * r["samples_per_second"] / 1e9)
+        assert r["percent_of_peak"] == pytest.approx(100 * r["gflops"] / peak)
+        # the ratio is to the fastest peer at the same case, batch and threads
+        others = [
+            o
+            for o in ok
+            if o["framework"] != "fastbp"
+            and (o["case"], o["batch_size"]) == (r["case"], r["batch_size"])
+        ]
+        if others:
+            best = max(others, key=lambda o: o["samples_per_second"])
+            assert r["best_peer"] == best["framework"]
+            assert r["ratio_to_best_peer"] == pytest.approx(
+                r["samples_per_second"] / best["samples_per_second"]
+            )
+        else:
+            assert r["ratio_to_best_peer"] is None
+    return ok
+
+
+def test_quick_json_in_process(capsys, keep_threads):
+    status, out, _ = run(
+        capsys, "--quick", "--json", "--in-process", "--peers", "numpy"
+    )
+    assert status == 0
+    result = json.loads(out)
+    assert result["settings"]["in_process"] is True
+    ok = check_result(result, ["fastbp", "numpy"])
+    assert len(ok) == 4  # 2 frameworks x batch 1, 16
+    assert {r["samples"] for r in ok} == {512}
+
+
+def test_quick_json_worker_processes(capsys, tmp_path):
+    saved = tmp_path / "bench.json"
+    status, out, err = run(
+        capsys, "--quick", "--json", "--peers", "numpy,fann", "--save", saved
+    )
+    assert status == 0, err
+    result = json.loads(out)
+    assert json.loads(saved.read_text()) == result
+    check_result(result, ["fastbp", "numpy"] + (["fann"] if has_fann() else []))
+    # FANN trains online only: batch 16 is reported as not run, not as a failure
+    if has_fann():
+        fann16 = next(
+            r
+            for r in result["results"]
+            if r["framework"] == "fann" and r["batch_size"] == 16
+        )
+        assert fann16["status"] == "skipped" and "online" in fann16["reason"]
+    assert "fastbp, 1 thread(s): S batch 1" in err  # the workers' progress
+    for worker in result["workers"]:
+        assert worker["status"] == "ok" and worker["seconds"] > 0
+        if hasattr(bench.os, "sched_getaffinity"):
+            assert len(worker["cpus"]) == 1  # pinned to --threads CPUs
+
+
+def test_table(capsys, keep_threads):
+    status, out, _ = run(
+        capsys, "--quick", "--in-process", "--peers", "numpy", "--batch-sizes", "16"
+    )
+    assert status == 0
+    assert "GEMM peak (float32 np.dot, 256x256): 1 thread(s)" in out
+    assert "FLOPs per sample: S 10,112" in out
+    row = next(line for line in out.splitlines() if line.startswith("S     64-32-10"))
+    assert row.split()[2:4] == ["16", "1"] and "numpy" in row and row.split()[-1] != "-"
+    assert "wall time:" in out
+
+
+def test_missing_peers_are_skipped_not_failures(capsys, monkeypatch, keep_threads):
+    real = bench._installed
+    monkeypatch.setattr(
+        bench, "_installed", lambda name: name != "torch" and real(name)
+    )
+
+    def unavailable():
+        raise peers.Unavailable("jax is not installed (test)")
+
+    monkeypatch.setattr(peers.Jax, "available", staticmethod(unavailable))
+    status, out, _ = run(
+        capsys,
+        "--quick",
+        "--json",
+        "--in-process",
+        "--peers",
+        "torch,jax,numpy",
+        "--batch-sizes",
+        "16",
+    )
+    assert status == 0
+    result = json.loads(out)
+    assert result["frameworks"]["torch"] == {
+        "status": "skipped",
+        "reason": "not installed",
+    }
+    assert result["frameworks"]["jax"]["status"] == "skipped"
+    assert "jax is not installed" in result["frameworks"]["jax"]["reason"]
+    assert {r["framework"] for r in result["results"]} == {"fastbp", "numpy"}
+    assert all(r["status"] == "ok" for r in result["results"])
+
+
+def test_worker_reports_a_missing_framework(monkeypatch):
+    def unavailable():
+        raise peers.Unavailable("no such library")
+
+    monkeypatch.setattr(peers.Fann, "available", staticmethod(unavailable))
+    settings = bench._settings(bench.build_parser().parse_args(["--quick"]))
+    out = bench.run_framework("fann", 1, settings)
+    assert out["status"] == "skipped" and out["reason"] == "no such library"
+
+
+def test_threads_capped_and_worker_environment(capsys):
+    args = bench.build_parser().parse_args(["--threads", "1", "4096"])
+    settings = bench._settings(args)
+    assert settings["thread_counts"] == sorted({1, min(4096, bench.os.cpu_count())})
+    env = bench._worker_env(2)
+    for var in (
+        "NUMBA_NUM_THREADS",
+        "OMP_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+    ):
+        assert env[var] == "2"
+    assert "intra_op_parallelism_threads=2" in env["XLA_FLAGS"]
+    assert "multi_thread_eigen=false" in bench._worker_env(1)["XLA_FLAGS"]
+
+
+def test_bad_arguments(capsys):
+    for argv in (
+        ["--cases", "X"],
+        ["--peers", "caffe"],
+        ["--threads", "0"],
+        ["--cases", "L", "--batch-sizes", "1"],
+    ):
+        status, _, err = run(capsys, *argv)
+        assert status == 2 and "fastbp: error:" in err, argv
+
+
+# -------------------------------------------------------------------------- peers
+
+
+def has_fann():
+    try:
+        peers.Fann.available()
+    except peers.Unavailable:
+        return False
+    return True
+
+
+class _NoShuffle:
+    def permutation(self, n):
+        return np.arange(n)
+
+
+@pytest.mark.parametrize(
+    ("sizes", "hidden", "output", "loss"),
+    [
+        ((12, 8, 3), "sigmoid", "linear", "mse"),
+        ((12, 9, 7, 4), "relu", "softmax", "cross_entropy"),
+    ],
+    ids=["S-like", "M-like"],
+)
+@pytest.mark.parametrize("batch", [1, 5], ids=["batch1", "batch5"])
+def test_numpy_peer_trains_like_fastbp(sizes, hidden, output, loss, batch):
+    problem = peers.make_problem(sizes, hidden, output, loss, 20, lr=0.1)
+    numpy_peer = peers.Numpy()
+    numpy_peer.setup(problem, batch, None)
+    numpy_peer.rng = _NoShuffle()
+    numpy_peer.run_epoch()
+    model = fastbp.Model(sizes, hidden=hidden, output=output, loss=loss, seed=0)
+    for W, b, W0, b0 in zip(
+        model.weights, model.biases, problem.Ws, problem.bs, strict=True
+    ):
+        W[...], b[...] = W0, b0
+    model.fit(problem.X, problem.T, batch_size=batch, lr=0.1, shuffle=False)
+    for W, b, Wn, bn in zip(
+        model.weights, model.biases, numpy_peer.Ws, numpy_peer.bs, strict=True
+    ):
+        np.testing.assert_allclose(Wn, W, rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(bn, b, rtol=1e-4, atol=1e-5)
+
+
+def test_peers_copy_the_shared_initial_weights():
+    problem = peers.make_problem((6, 5, 3), "sigmoid", "linear", "mse", 8)
+    peer = peers.Fastbp()
+    peer.setup(problem, 4, None)
+    for W, W0 in zip(peer.model.weights, problem.Ws, strict=True):
+        assert np.array_equal(W, W0)
+    assert problem.X.dtype == problem.T.dtype == np.float32
+    # same seed, same problem
+    again = peers.make_problem((6, 5, 3), "sigmoid", "linear", "mse", 8)
+    assert np.array_equal(again.X, problem.X) and np.array_equal(
+        again.Ws[1], problem.Ws[1]
+    )
+
+
+@pytest.mark.skipif(not has_fann(), reason="FANN (libfann) is not installed")
+@pytest.mark.parametrize(
+    ("sizes", "hidden"),
+    [((7, 5, 3), "sigmoid"), ((7, 5, 4, 3), "tanh")],
+    ids=["sigmoid", "tanh"],
+)
+def test_fann_gets_the_same_weights(sizes, hidden):
+    problem = peers.make_problem(sizes, hidden, "linear", "mse", 4)
+    peer = peers.Fann()
+    peer.setup(problem, 1, 1)
+    a = problem.X[1].astype(np.float64)
+    s = {"sigmoid": lambda z: 1 / (1 + np.exp(-z)), "tanh": np.tanh}[hidden]
+    for l, (W, b) in enumerate(zip(problem.Ws, problem.bs, strict=True)):
+        z = W @ a + b
+        a = s(z) if l < len(problem.Ws) - 1 else z
+    np.testing.assert_allclose(peer.predict_one(problem.X[1]), a, rtol=1e-5, atol=1e-5)
+    peer.run_epoch()
+    peer.close()
+
+
+@pytest.mark.slow
+def test_python_m_bench_every_installed_peer():
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastbp.bench", "--quick", "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    assert set(result["frameworks"]) == set(bench.FRAMEWORKS)
+    for info in result["frameworks"].values():
+        assert info["status"] in ("ok", "skipped")
+    assert not [r for r in result["results"] if r["status"] == "error"]
