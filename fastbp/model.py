@@ -27,6 +27,11 @@ _PASS_CHUNK = 256
 # (thread wake-up and barriers, ~10 us, far worse when another process holds a
 # core), so such batches run the serial kernels. Same bits either way.
 PARALLEL_MIN_FLOPS = 4e6
+# Parts a big batch is split into (of its samples, and of the rows of each W^l):
+# measured on 2 cores, 2 parts gave 1.8x at 2 threads on 784-256-128-10 and
+# 784-1024-1024-10 at batch 256 and kept 1-thread speed within 5% of 1 part; 4
+# parts lost 15-20% at 1 thread (BLAS re-packs W for each part).
+PARALLEL_PARTS = 2
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -198,14 +203,22 @@ class Model:
     def _gemm_buffers(self, rows):
         """Layer-major scratch for ``rows`` samples (see kernels/gemm.py)."""
         width = row_width(self._layout)
-        acts, zs, deltas = (np.zeros(rows * width, dtype=self.dtype) for _ in range(3))
-        deltas_t = np.zeros(rows * max(self.sizes), dtype=self.dtype)
+        acts, zs, deltas, deltas_t = (np.zeros(rows * width, dtype=self.dtype)
+                                      for _ in range(4))
         return acts, zs, deltas, deltas_t, np.zeros(rows, dtype=np.float64)
+
+    def _parts(self, rows):
+        """How many parts the GEMM kernels split batches of ``rows`` into: 1 for
+        work too small to run in parallel, else PARALLEL_PARTS. It follows the
+        shapes, never the thread count, so results do not depend on that."""
+        return PARALLEL_PARTS if self._big_enough(rows) else 1
+
+    def _big_enough(self, rows):
+        return rows * self.flops_per_sample >= PARALLEL_MIN_FLOPS
 
     def _parallel(self, rows):
         """Whether work on ``rows`` samples at a time is worth a parallel region."""
-        return (numba.get_num_threads() > 1
-                and rows * self.flops_per_sample >= PARALLEL_MIN_FLOPS)
+        return numba.get_num_threads() > 1 and self._big_enough(rows)
 
     def _pass(self, Xc, T, want_loss, want_grads):
         """(loss sum, outputs, gradient sums) over all samples: one kernel call."""
@@ -216,7 +229,8 @@ class Model:
         with _single_threaded_blas():
             total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T,
                                        want_loss, want_grads, self._parallel(rows),
-                                       *self._gemm_buffers(rows), chunk_grads, out, grads)
+                                       self._parts(rows), *self._gemm_buffers(rows),
+                                       chunk_grads, out, grads)
         return total, out, grads
 
     # -- inference --------------------------------------------------------------
@@ -323,7 +337,7 @@ class Model:
         with _single_threaded_blas():
             epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
                          hyper, self._step, Xc, T, np.arange(0), batch_size, parallel,
-                         *buffers)
+                         self._parts(min(batch_size, n)), *buffers)
         history.setup_seconds = time.perf_counter() - start
         bar = _progress_bar(epochs) if progress else None
         try:
@@ -335,7 +349,8 @@ class Model:
                 with _single_threaded_blas():
                     total = epoch_kernel(self.params, self._buf1, self._buf2, self._layout,
                                          self._codes, hyper, self._step, Xc, T, order,
-                                         batch_size, parallel, *buffers)
+                                         batch_size, parallel,
+                                         self._parts(min(batch_size, n)), *buffers)
                 seconds = time.perf_counter() - start
                 self._step += n_batches
                 epoch_loss = total / n

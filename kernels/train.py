@@ -9,9 +9,9 @@ from fastbp.kernels.layout import SIZE, UNIT
 
 @jit_serial
 def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                       batch_size, parallel, A, Z, D, t_row):
-    """One epoch of online training (batch size 1; ``batch_size`` and ``parallel``
-    are ignored, it is serial):
+                       batch_size, parallel, parts, A, Z, D, t_row):
+    """One epoch of online training (batch size 1; ``batch_size``, ``parallel`` and
+    ``parts`` are ignored: it is serial):
     forward, then ``online_step`` (backward fused with the update) per sample, in
     ``order``; returns the sum of the per-sample losses before each update.
 

@@ -3,20 +3,16 @@
 The rules are those of ``torch.optim.SGD`` (dampening 0) and ``torch.optim.Adam``
 (L2 weight decay added to the gradient, not AdamW). ``grads`` holds gradient
 SUMS over a batch; dividing by ``count`` (the batch size) happens in the same
-pass. Each rule is written once for a block of elements (``_sgd_block``,
-``_adam_block``); the serial kernels run one block, the ``_par`` kernels fixed
-blocks in parallel. Element-wise work gives the same bits either way.
+pass. Each rule is written once for a block of elements (``sgd_block``,
+``adam_block``): ``sgd_update``/``adam_update`` run it over the whole vector, the
+GEMM kernels over the rows each parallel part owns (see kernels/gemm.py).
 
 The per-element scalar rules (``sgd_scalar``, ``adam_scalar``) take and return
 numbers only: a helper that takes an array costs reference counting per call.
 """
 
 import numpy as np
-from numba import prange
-
-from fastbp.kernels._jit import jit_parallel, jit_serial
-
-BLOCK = 8192  # elements per parallel block
+from fastbp.kernels._jit import jit_serial
 
 
 @jit_serial
@@ -66,7 +62,7 @@ def momentum_factors(momentum, nesterov):
 
 
 @jit_serial
-def _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, k0, k1):
+def sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, k0, k1):
     dt = params.dtype.type
     lr_, mom_, wd_, n = dt(lr), dt(momentum), dt(wd), dt(count)
     g_keep, b_scale = momentum_factors(momentum, nesterov)
@@ -81,7 +77,7 @@ def _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, k0, k1):
 
 
 @jit_serial
-def _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, k0, k1):
+def adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, k0, k1):
     dt = params.dtype.type
     step_size, one_m_b1, one_m_b2, bc2_sqrt = adam_constants(lr, beta1, beta2, step)
     c1, c2, c3, c4 = dt(step_size), dt(one_m_b1), dt(one_m_b2), dt(bc2_sqrt)
@@ -96,47 +92,11 @@ def _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, k0,
 def sgd_update(params, grads, count, buf, lr, momentum, nesterov, wd):
     """params <- SGD step with gradient grads / count; momentum buffer ``buf``.
     Float hyper-parameters come as float64, rounded once to the params' dtype."""
-    _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, 0, params.shape[0])
-
-
-@jit_parallel
-def sgd_update_par(params, grads, count, buf, lr, momentum, nesterov, wd):
-    """``sgd_update`` over fixed blocks in parallel."""
-    size = params.shape[0]
-    for c in prange((size + BLOCK - 1) // BLOCK):
-        _sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, c * BLOCK,
-                   min(size, (c + 1) * BLOCK))
+    sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, 0, params.shape[0])
 
 
 @jit_serial
 def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd):
     """params <- Adam step ``step`` (1-based) with gradient grads / count."""
-    _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, 0,
+    adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, 0,
                 params.shape[0])
-
-
-@jit_parallel
-def adam_update_par(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd):
-    """``adam_update`` over fixed blocks in parallel."""
-    size = params.shape[0]
-    for c in prange((size + BLOCK - 1) // BLOCK):
-        _adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, c * BLOCK,
-                    min(size, (c + 1) * BLOCK))
-
-
-@jit_serial
-def apply_update(params, grads, count, buf1, buf2, hyper, step, parallel):
-    """The optimizer step of ``hyper`` (see fastbp._codes) with gradient
-    grads / count; serial or over parallel blocks."""
-    nesterov = hyper[3] != 0.0
-    if int(hyper[0]) == 0:
-        if parallel:
-            sgd_update_par(params, grads, count, buf1, hyper[1], hyper[2], nesterov, hyper[4])
-        else:
-            sgd_update(params, grads, count, buf1, hyper[1], hyper[2], nesterov, hyper[4])
-    elif parallel:
-        adam_update_par(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
-                        hyper[7], hyper[4])
-    else:
-        adam_update(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
-                    hyper[7], hyper[4])
