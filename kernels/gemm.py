@@ -54,8 +54,10 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, 
     s0, s1 = _bounds(c, n, parts)
     n_layers = layout.shape[1] - 1
     A0 = _layer(acts, layout, rows, 0, n)
-    for s in range(s0, s1):
-        A0[s] = X[order[first + s]]
+    for s in range(s0, s1):  # element loops, no row views: misses overlap better
+        idx = order[first + s]
+        for j in range(A0.shape[1]):
+            A0[s, j] = X[idx, j]
     for l in range(1, n_layers + 1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
         W = block(params, layout[WOFF, l], n_out, n_in)
