@@ -440,6 +440,10 @@ def cmd_train(args):
         **opt,
     )
     _print_history(history.history, args.epochs)
+    print(
+        f"kernels ready in {history.setup_seconds:.2f} s before the first epoch (JIT "
+        "compile on a first run, a cache load after; not counted in samples/s)"
+    )
     _fold(model, scaler)
     if Xte is None:
         result, where = model.evaluate(Xtr, ytr), f"training ({len(Xtr)} samples)"
