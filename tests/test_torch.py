@@ -10,6 +10,7 @@ parameter, no farther from a float64 run than torch's own float32 run).
 
 import numpy as np
 import pytest
+from conftest import make_problem
 
 import fastbp
 
@@ -55,20 +56,7 @@ ACTIVATION = {
 
 def make_data(output, loss, seed=0):
     """X (N, 5) and targets T (N, 3) that fit the output/loss, float64."""
-    rng = np.random.default_rng(seed)
-    X = rng.normal(size=(N, SIZES[0]))
-    n_out = SIZES[-1]
-    if output == "softmax":
-        T = np.eye(n_out)[rng.integers(0, n_out, size=N)]
-    elif output == "sigmoid" and loss == "cross_entropy":
-        T = rng.integers(0, 2, size=(N, n_out)).astype(float)
-    elif output == "sigmoid":
-        T = rng.uniform(0.1, 0.9, size=(N, n_out))
-    elif output == "tanh":
-        T = rng.uniform(-0.9, 0.9, size=(N, n_out))
-    else:
-        T = rng.normal(size=(N, n_out))
-    return X, T
+    return make_problem(SIZES, output, loss, N, seed=seed)
 
 
 def make_model(hidden, output, loss, dtype, seed=0):
