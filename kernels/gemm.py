@@ -143,15 +143,21 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, gra
             grads[b_off + i] = acc
     if not update:
         return
-    for k0, k1 in ((w_off + r0 * n_in, w_off + r1 * n_in), (b_off + r0, b_off + r1)):
-        if k0 < 0:  # no biases
-            continue
-        if int(hyper[0]) == 0:
-            sgd_block(params, grads, n, buf1, hyper[1], hyper[2], hyper[3] != 0.0,
-                      hyper[4], k0, k1)
-        else:
-            adam_block(params, grads, n, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
-                       hyper[7], hyper[4], k0, k1)
+    _update_range(params, grads, n, buf1, buf2, hyper, step, w_off + r0 * n_in,
+                  w_off + r1 * n_in)
+    if b_off >= 0:
+        _update_range(params, grads, n, buf1, buf2, hyper, step, b_off + r0, b_off + r1)
+
+
+@jit_serial
+def _update_range(params, grads, n, buf1, buf2, hyper, step, k0, k1):
+    """The optimizer step of ``hyper`` on params[k0:k1], gradient grads / n."""
+    if int(hyper[0]) == 0:
+        sgd_block(params, grads, n, buf1, hyper[1], hyper[2], hyper[3] != 0.0, hyper[4], k0,
+                  k1)
+    else:
+        adam_block(params, grads, n, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
+                   hyper[7], hyper[4], k0, k1)
 
 
 @jit_serial

@@ -75,6 +75,25 @@ def test_training_trajectory_matches_reference(case, batch_size, dtype):
     np.testing.assert_allclose(model.params, expected, **tol)
 
 
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_parallel_parts_train_like_the_reference(optimizer, bias, monkeypatch):
+    """Batches split into parts (as big batches are) update every parameter exactly
+    once: weights and biases of each part's rows, and no bias slot without biases."""
+    from fastbp import model as model_module
+
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # always 2 parts
+    sizes, hidden, output, loss = [5, 9, 7, 3], "tanh", "softmax", "cross_entropy"
+    X, T = make_problem(sizes, output, loss, 11, seed=8)
+    model = make_model(sizes, hidden, output, loss, "float64", bias)
+    p0 = model.params.copy()
+    case = dict(optimizer=optimizer, lr=0.05, weight_decay=0.01)
+    model.fit(X, T, epochs=2, batch_size=4, shuffle=False, **case)
+    expected = reference.train(p0, sizes, bias, X, T, [np.arange(11)] * 2, 4, hidden, output,
+                               loss, **case)
+    np.testing.assert_allclose(model.params, expected, **TOL["float64"])
+
+
 def test_shuffled_training_uses_the_models_permutations():
     sizes = [3, 5, 2]
     X, T = make_problem(sizes, "linear", "mse", 9, seed=1)
