@@ -191,3 +191,86 @@ def check_validation_data(value):
             f"validation_data must be a tuple (X_val, Y_val), got {_describe(value)}"
         )
     return value
+
+
+# -- fit's callbacks, schedules, validation split and threads ----------------------
+
+CALLBACK_HOOKS = ("on_fit_begin", "on_epoch_end", "on_fit_end", "on_divergence", "on_exception")
+
+
+def check_nonneg_int(name, value):
+    """An integer >= 0 (never bool or float)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be a non-negative integer, got {_describe(value)}")
+    if value < 0:
+        raise ValueError(f"{name} must be a non-negative integer, got {value}")
+    return int(value)
+
+
+def check_positive_float(name, value):
+    """A finite real number > 0."""
+    value = check_nonneg_float(name, value)
+    if value == 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def check_fraction(name, value):
+    """A real number strictly between 0 and 1."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in (0, 1), got {_describe(value)}")
+    value = float(value)
+    if not 0.0 < value < 1.0:  # False for NaN too
+        raise ValueError(f"{name} must be a number in (0, 1), got {value}")
+    return value
+
+
+def check_monitor(name, value):
+    """The name of a logged value such as "val_loss"."""
+    if not isinstance(value, str) or not value:
+        raise TypeError(
+            f"{name} must name a logged value such as 'val_loss', got {_describe(value)}"
+        )
+    return value
+
+
+def check_n_threads(value):
+    """None or a positive integer."""
+    return None if value is None else check_positive_int("n_threads", value)
+
+
+def check_callbacks(value):
+    """None, one callback or a list/tuple of them -> a list.
+
+    A callback is any object with at least one of ``CALLBACK_HOOKS`` (each one it
+    has must be callable); a class instead of an instance is refused.
+    """
+    if value is None:
+        return []
+    items = list(value) if isinstance(value, (list, tuple)) else [value]
+    for k, cb in enumerate(items):
+        name = f"callbacks[{k}]" if isinstance(value, (list, tuple)) else "callbacks"
+        if isinstance(cb, type):
+            raise TypeError(f"{name} is the class {cb.__name__}: pass an instance, "
+                            f"e.g. {cb.__name__}(...)")
+        hooks = [h for h in CALLBACK_HOOKS if hasattr(cb, h)]
+        if not hooks:
+            raise TypeError(f"{name} must be a callback (an object with a method among "
+                            f"{list(CALLBACK_HOOKS)}), got {_describe(cb)}")
+        for h in hooks:
+            if not callable(getattr(cb, h)):
+                raise TypeError(f"{name}.{h} must be a method, got {_describe(getattr(cb, h))}")
+    return items
+
+
+def check_lr_schedule(value):
+    """None or a ``fastbp.schedules.LRSchedule``."""
+    from fastbp.schedules import LRSchedule  # schedules imports this module
+
+    if value is not None and not isinstance(value, LRSchedule):
+        raise TypeError(
+            "lr_schedule must be a fastbp.schedules schedule (StepLR, ExponentialLR, "
+            f"CosineWithWarmup, ReduceLROnPlateau or an LRSchedule subclass), got "
+            f"{_describe(value)}"
+        )
+    return value

@@ -2,6 +2,7 @@
 
 import io
 import json
+import numbers
 import os
 import tempfile
 import time
@@ -10,8 +11,9 @@ import zipfile
 import numba
 import numpy as np
 
-from fastbp import _codes
+from fastbp import _codes, datasets
 from fastbp import _validation as v
+from fastbp import callbacks as fcallbacks
 from fastbp._version import __version__
 from fastbp.kernels import forward as kforward
 from fastbp.kernels import gemm as kgemm
@@ -32,6 +34,9 @@ PARALLEL_MIN_FLOPS = 4e6
 # 784-1024-1024-10 at batch 256 and kept 1-thread speed within 5% of 1 part; 4
 # parts lost 15-20% at 1 thread (BLAS re-packs W for each part).
 PARALLEL_PARTS = 2
+# Last spawn-key entry of the generator that draws ``validation_split`` (a child
+# of the shuffling stream's SeedSequence; "SPLT" in ASCII).
+_SPLIT_KEY = 0x53504C54
 
 
 class TrainingDivergedError(FloatingPointError):
@@ -41,16 +46,21 @@ class TrainingDivergedError(FloatingPointError):
 class History:
     """Per-epoch records of one ``fit`` call.
 
-    ``history`` maps "loss", "samples_per_second" and, with validation data,
-    "val_loss" and "val_accuracy" (classifiers) to lists with one entry per epoch.
-    ``setup_seconds`` is the time spent loading or compiling the kernels before
-    the first epoch (not counted in samples/s).
+    ``history`` maps "loss", "samples_per_second", with validation data (or
+    ``validation_split``) "val_loss" and "val_accuracy" (classifiers), and with an
+    ``lr_schedule`` "lr" (the rate each epoch used) to lists with one entry per
+    epoch. ``epochs`` numbers the epochs run (from 1); a callback that stops
+    training early makes it shorter. ``setup_seconds`` is the time spent loading
+    or compiling the kernels before the first epoch (not counted in samples/s).
+    ``diverged_epoch`` is the epoch undone because the loss became NaN/inf when a
+    callback (``TerminateOnNaN``) stopped training instead of an error, else None.
     """
 
     def __init__(self):
         self.history = {"loss": [], "samples_per_second": []}
         self.epochs = []
         self.setup_seconds = 0.0  # JIT compile or cache load before the first epoch
+        self.diverged_epoch = None
 
     def _append(self, epoch, **values):
         self.epochs.append(epoch)
@@ -98,6 +108,9 @@ class Model:
     >>> model.predict(X).argmax(axis=1).tolist()
     [0, 1, 1, 0]
     """
+
+    # Set by a callback to end ``fit`` after the current epoch; fit resets it.
+    stop_training = False
 
     def __init__(self, sizes, *, hidden="sigmoid", output="linear", loss="mse",
                  init="xavier", bias=True, dtype="float32", seed=None):
@@ -288,7 +301,8 @@ class Model:
 
     def fit(self, X, Y, *, epochs=1, batch_size=1, lr=0.1, optimizer="sgd",
             momentum=0.0, nesterov=False, weight_decay=0.0, shuffle=True,
-            validation_data=None, progress=False):
+            validation_data=None, progress=False, callbacks=None, lr_schedule=None,
+            validation_split=None, n_threads=None):
         """Train by mini-batch backpropagation; returns a :class:`History`.
 
         Each epoch is one compiled call (:func:`fastbp.kernels.train.train_epoch`).
@@ -296,7 +310,31 @@ class Model:
         eps); optimizer state persists across calls with the same optimizer,
         momentum, nesterov and weight_decay. If the loss or the parameters become
         non-finite, training stops with :class:`TrainingDivergedError` and the
-        parameters are restored to their values before that epoch.
+        parameters are restored to their values before that epoch (a callback
+        such as :class:`fastbp.callbacks.TerminateOnNaN` may turn that into a
+        normal stop, see :mod:`fastbp.callbacks`).
+
+        Parameters
+        ----------
+        callbacks : callback or list of callbacks, optional
+            Objects with any of the hooks described in :mod:`fastbp.callbacks`;
+            one sets ``model.stop_training = True`` to stop after the epoch.
+        lr_schedule : fastbp.schedules.LRSchedule, optional
+            Gives each epoch's learning rate, starting from ``lr``; the rates are
+            recorded as ``History.history["lr"]`` (see :mod:`fastbp.schedules`).
+        validation_split : float in (0, 1), optional
+            Hold out this fraction of (X, Y) as validation data, instead of
+            ``validation_data``, as :func:`fastbp.datasets.train_test_split` does:
+            per class for classifiers (softmax, or a single sigmoid output with
+            cross_entropy; ``round(f * n_class)`` of each class, at least one, at
+            most all but one), at random otherwise (``round(f * n)``, at least one,
+            at most n - 1). The split is drawn from a generator derived from the
+            model's seed, not from the shuffling stream: the same seed and data give
+            the same split in every ``fit`` call, and the draw changes no training.
+        n_threads : int, optional
+            numba threads for this call (capped at ``numba.config.NUMBA_NUM_THREADS``);
+            the previous count is restored afterwards, also on error. Results do
+            not depend on it.
         """
         epochs = v.check_positive_int("epochs", epochs)
         batch_size = v.check_positive_int("batch_size", batch_size)
@@ -307,19 +345,70 @@ class Model:
         weight_decay = v.check_nonneg_float("weight_decay", weight_decay)
         shuffle = v.check_bool("shuffle", shuffle)
         progress = v.check_bool("progress", progress)
+        callbacks = v.check_callbacks(callbacks)
+        lr_schedule = v.check_lr_schedule(lr_schedule)
+        n_threads = v.check_n_threads(n_threads)
         if nesterov and (optimizer != "sgd" or momentum == 0):
             raise ValueError("nesterov=True needs optimizer='sgd' and momentum > 0")
         if optimizer == "adam" and momentum != 0:
             raise ValueError("momentum applies to optimizer='sgd' only; Adam uses its betas")
+        if validation_split is not None:
+            validation_split = v.check_fraction("validation_split", validation_split)
+            if validation_data is not None:
+                raise ValueError("validation_split and validation_data are mutually "
+                                 "exclusive: pass one of them")
         Xc, T = self._XY(X, Y)
         val = None
         if validation_data is not None:
             Xv, Yv = v.check_validation_data(validation_data)
             val = self._XY(Xv, Yv, "validation_data[0]", "validation_data[1]")
+        elif validation_split is not None:
+            train, held_out = self._validation_split(T, validation_split)
+            Xc, T, val = Xc[train], T[train], (Xc[held_out], T[held_out])
+        metrics = ["loss", "samples_per_second", "lr"]
+        if val is not None:
+            metrics += ["val_loss", "val_accuracy"] if self.is_classifier else ["val_loss"]
+        if lr_schedule is not None:
+            lr_schedule._attach(self, lr, metrics)
+        if progress and not any(isinstance(cb, fcallbacks.ProgressBar) for cb in callbacks):
+            callbacks.append(fcallbacks.ProgressBar(force=True))
 
-        key = (optimizer, momentum, nesterov, weight_decay)
+        threads_before = numba.get_num_threads()
+        try:
+            if n_threads is not None:
+                numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
+            return self._fit_epochs(
+                Xc, T, val, epochs, batch_size, lr, (optimizer, momentum, nesterov, weight_decay),
+                shuffle, fcallbacks._CallbackList(callbacks), lr_schedule, metrics)
+        finally:
+            numba.set_num_threads(threads_before)
+
+    def _validation_split(self, T, fraction):
+        """(train indices, held-out indices) for ``validation_split``."""
+        # A child of the shuffling stream's SeedSequence, made without spawning
+        # (which would change the parent): the split never consumes the shuffling
+        # stream, so fit(epochs=1) twice still equals fit(epochs=2) once and
+        # every call holds out the same samples.
+        bits = self._rng.bit_generator
+        seq = getattr(bits, "seed_seq", None) or bits._seed_seq  # public from NumPy 1.25
+        split_seq = np.random.SeedSequence(seq.entropy, spawn_key=(*seq.spawn_key, _SPLIT_KEY))
+        stratify = self.output == "softmax" or (self.is_classifier and self.sizes[-1] == 1)
+        labels = (T.argmax(axis=1) if self.output == "softmax" else T[:, 0] > 0.5)
+        try:
+            train, _, held_out, _ = datasets.train_test_split(
+                np.arange(T.shape[0]), labels.astype(np.int64), fraction,
+                seed=int(split_seq.generate_state(1)[0]), stratify=stratify)
+        except ValueError as exc:
+            raise ValueError(f"validation_split={fraction} cannot split these "
+                             f"{T.shape[0]} samples: {exc}") from None
+        return train, held_out
+
+    def _fit_epochs(self, Xc, T, val, epochs, batch_size, lr, key, shuffle, cbs, schedule,
+                    metrics):
+        """The epoch loop of :meth:`fit` (arguments checked, threads set)."""
         if key != self._opt_key:
             self._reset_optimizer(key)
+        optimizer, momentum, nesterov, weight_decay = key
         hyper = np.zeros(_codes.N_HYPER, dtype=np.float64)
         hyper[[_codes.H_OPT, _codes.H_LR, _codes.H_MOMENTUM, _codes.H_NESTEROV, _codes.H_WD]] = (
             _codes.OPTIMIZER[optimizer], lr, momentum, float(nesterov), weight_decay
@@ -339,9 +428,21 @@ class Model:
                          hyper, self._step, Xc, T, np.arange(0), batch_size, parallel,
                          self._parts(min(batch_size, n)), *buffers)
         history.setup_seconds = time.perf_counter() - start
-        bar = _progress_bar(epochs) if progress else None
+        self.stop_training = False
+        logs = {}
         try:
+            cbs.call("on_fit_begin", self, {
+                "epochs": epochs, "batch_size": batch_size, "n_samples": n,
+                "n_validation": 0 if val is None else val[0].shape[0], "lr": lr,
+                "n_threads": numba.get_num_threads(), "metrics": list(metrics)})
             for epoch in range(1, epochs + 1):
+                epoch_lr = lr if schedule is None else schedule.lr
+                if (isinstance(epoch_lr, bool) or not isinstance(epoch_lr, numbers.Real)
+                        or not np.isfinite(epoch_lr) or epoch_lr < 0):
+                    raise ValueError(f"lr_schedule gave lr={epoch_lr!r} for epoch {epoch}: "
+                                     "a learning rate must be a finite number >= 0")
+                epoch_lr = float(epoch_lr)
+                hyper[_codes.H_LR] = epoch_lr
                 saved = (self.params.copy(), self._buf1.copy(), self._buf2.copy(),
                          self._step, self._rng.bit_generator.state)
                 order = self._rng.permutation(n) if shuffle else np.arange(n)
@@ -358,21 +459,32 @@ class Model:
                     self.params[...] = saved[0]
                     self._buf1[...], self._buf2[...], self._step = saved[1], saved[2], saved[3]
                     self._rng.bit_generator.state = saved[4]
-                    raise TrainingDivergedError(
-                        f"training diverged in epoch {epoch}: the loss became {epoch_loss} "
-                        f"(try a smaller lr); parameters restored to before epoch {epoch}"
-                    )
+                    cbs.call("on_divergence", self, epoch, {"loss": epoch_loss, "lr": epoch_lr})
+                    if not self.stop_training:
+                        raise TrainingDivergedError(
+                            f"training diverged in epoch {epoch}: the loss became "
+                            f"{epoch_loss} (try a smaller lr); parameters restored to "
+                            f"before epoch {epoch}"
+                        )
+                    history.diverged_epoch = epoch
+                    break
                 record = {"loss": epoch_loss, "samples_per_second": n / max(seconds, 1e-12)}
                 if val is not None:
                     for name, value in self._evaluate(*val).items():
                         record["val_" + name] = value
+                if schedule is not None:
+                    record["lr"] = epoch_lr
                 history._append(epoch, **record)
-                if bar is not None:
-                    bar.set_postfix({k: f"{x:.4g}" for k, x in record.items()}, refresh=False)
-                    bar.update(1)
-        finally:
-            if bar is not None:
-                bar.close()
+                logs = {**record, "lr": epoch_lr}
+                if schedule is not None:
+                    schedule.step(dict(logs))
+                cbs.call("on_epoch_end", self, epoch, logs)
+                if self.stop_training:
+                    break
+            cbs.call("on_fit_end", self, dict(logs))
+        except BaseException as exc:
+            cbs.call("on_exception", self, exc)
+            raise
         return history
 
     def _epoch_kernel(self, batch_size, n):
@@ -467,8 +579,3 @@ def _single_threaded_blas():
         _BLAS = ThreadpoolController()
     return _BLAS.limit(limits=1, user_api="blas")
 
-
-def _progress_bar(epochs):
-    from tqdm.auto import tqdm
-
-    return tqdm(total=epochs, unit="epoch", desc="fit", leave=True)

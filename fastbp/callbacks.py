@@ -1,0 +1,445 @@
+"""Callbacks for ``Model.fit(..., callbacks=[...])``.
+
+A callback is any object with some of these methods (all optional); ``fit``
+calls them in the order the callbacks were given:
+
+``on_fit_begin(model, logs)``
+    Before the first epoch. ``logs``: "epochs", "batch_size", "n_samples",
+    "n_validation" (0 without validation data), "lr" (fit's), "n_threads" and
+    "metrics", the keys every epoch's logs will hold. Raising here (e.g. for a
+    monitored value that is never logged) stops ``fit`` before any training.
+``on_epoch_end(model, epoch, logs)``
+    After each epoch (``epoch`` counts from 1 in each ``fit`` call). ``logs``:
+    "loss", "samples_per_second", "lr" (the rate the epoch used) and, with
+    validation data, "val_loss" and, for classifiers, "val_accuracy".
+``on_fit_end(model, logs)``
+    When training ends normally, by running all epochs or by a stop; ``logs`` are
+    the last epoch's (empty if none completed).
+``on_divergence(model, epoch, logs)``
+    When an epoch's loss or parameters became NaN/inf. ``fit`` has already put
+    back the parameters, optimizer state and shuffling stream of before the
+    epoch (which is not recorded in the History); ``logs`` holds "loss" and "lr".
+    If a callback sets ``model.stop_training = True`` here, ``fit`` ends
+    normally (``on_fit_end`` runs, ``History.diverged_epoch`` names the epoch);
+    otherwise it raises :class:`fastbp.TrainingDivergedError`.
+``on_exception(model, exc)``
+    When an exception leaves ``fit`` after ``on_fit_begin`` (a divergence not
+    handled, an error in a callback, KeyboardInterrupt): for cleanup only, the
+    exception is raised again afterwards.
+
+Training stops after the current epoch when a callback sets
+``model.stop_training = True``; ``fit`` resets it to False when it starts.
+
+Examples
+--------
+>>> import numpy as np, fastbp
+>>> from fastbp.callbacks import Callback
+>>> class StopAt(Callback):
+...     def on_epoch_end(self, model, epoch, logs):
+...         model.stop_training = epoch == 3
+>>> model = fastbp.Model([2, 1], seed=0)
+>>> history = model.fit(np.eye(2), [0.0, 1.0], epochs=10, callbacks=[StopAt()])
+>>> len(history.epochs)
+3
+"""
+
+import csv
+import io
+import json
+import math
+import numbers
+import os
+import sys
+import tempfile
+import warnings
+
+import numpy as np
+
+from fastbp import _validation as v
+from fastbp.schedules import resolve_mode
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "HistoryLogger",
+    "ModelCheckpoint",
+    "ProgressBar",
+    "TerminateOnNaN",
+]
+
+
+class Callback:
+    """Base class with every hook as a no-op; override the ones you need."""
+
+    def on_fit_begin(self, model, logs):
+        pass
+
+    def on_epoch_end(self, model, epoch, logs):
+        pass
+
+    def on_fit_end(self, model, logs):
+        pass
+
+    def on_divergence(self, model, epoch, logs):
+        pass
+
+    def on_exception(self, model, exc):
+        pass
+
+
+def _require(owner, what, key, logs):
+    """Raise ValueError unless ``key`` will be in every epoch's logs."""
+    metrics = logs.get("metrics", ())
+    if key not in metrics:
+        raise ValueError(
+            f"{owner} {what}={key!r} is not logged by this fit "
+            f"(it logs {sorted(metrics)}); "
+            "pass validation_data or validation_split to log val_loss and val_accuracy"
+        )
+
+
+class _Best:
+    """The best value of a monitored quantity so far ("min" or "max" mode)."""
+
+    def __init__(self, monitor, mode, min_delta=0.0):
+        self.monitor, self.mode, self.min_delta = (
+            monitor,
+            resolve_mode(monitor, mode),
+            min_delta,
+        )
+        self.reset()
+
+    def reset(self):
+        self.value = math.inf if self.mode == "min" else -math.inf
+
+    def improves(self, value):
+        """Whether ``value`` beats the best by more than min_delta (NaN never does)."""
+        if self.mode == "min":
+            return value < self.value - self.min_delta
+        return value > self.value + self.min_delta
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved for ``patience`` epochs.
+
+    An epoch improves when its value beats the best so far by more than
+    ``min_delta`` (lower for "min", higher for "max"; "auto" maximises names
+    ending in "accuracy", minimises the rest; NaN never improves). With
+    ``restore_best_weights`` the parameters of the best epoch are copied back
+    into ``model.params`` (in place: ``model.weights`` stay valid views) when
+    training ends, whether this callback stopped it or not. The optimizer state
+    (momentum, Adam moments) and the shuffling stream are those of the last
+    epoch run. State is reset at each ``fit``.
+
+    Attributes
+    ----------
+    best : float
+        Best monitored value of the last ``fit``.
+    best_epoch : int or None
+        Epoch (from 1) that reached it.
+    stopped_epoch : int or None
+        Epoch after which this callback stopped training; None if it did not.
+    """
+
+    def __init__(
+        self,
+        monitor="val_loss",
+        patience=0,
+        min_delta=0.0,
+        mode="auto",
+        restore_best_weights=True,
+    ):
+        self.monitor = v.check_monitor("monitor", monitor)
+        self.patience = v.check_nonneg_int("patience", patience)
+        self.min_delta = v.check_nonneg_float("min_delta", min_delta)
+        self._best = _Best(self.monitor, mode, self.min_delta)
+        self.mode = self._best.mode
+        self.restore_best_weights = v.check_bool(
+            "restore_best_weights", restore_best_weights
+        )
+        self.best, self.best_epoch, self.stopped_epoch = self._best.value, None, None
+        self._best_params = None
+        self.wait = 0
+
+    def on_fit_begin(self, model, logs):
+        _require("EarlyStopping", "monitor", self.monitor, logs)
+        self._best.reset()
+        self.best, self.best_epoch, self.stopped_epoch = self._best.value, None, None
+        self._best_params = None
+        self.wait = 0
+
+    def on_epoch_end(self, model, epoch, logs):
+        value = float(logs[self.monitor])
+        if self._best.improves(value):
+            self._best.value = self.best = value
+            self.best_epoch = epoch
+            self.wait = 0
+            if self.restore_best_weights:
+                if self._best_params is None:
+                    self._best_params = model.params.copy()
+                else:
+                    self._best_params[...] = model.params
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            model.stop_training = True
+
+    def on_fit_end(self, model, logs):
+        if self.restore_best_weights and self._best_params is not None:
+            model.params[...] = self._best_params
+
+
+class TerminateOnNaN(Callback):
+    """Stop training gracefully, with a warning, when a loss is not finite.
+
+    Without it ``fit`` raises :class:`fastbp.TrainingDivergedError` when the
+    training loss or the parameters become NaN/inf. With it ``fit`` returns
+    instead: the diverged epoch is undone (parameters, optimizer state and
+    shuffling stream as before it), left out of the History and named by
+    ``History.diverged_epoch``. A non-finite validation loss also stops training
+    (after that epoch, which is kept: its parameters are finite).
+
+    Attributes
+    ----------
+    stopped_epoch : int or None
+        The epoch that made it stop in the last ``fit``; None if it did not.
+    """
+
+    def __init__(self):
+        self.stopped_epoch = None
+
+    def on_fit_begin(self, model, logs):
+        self.stopped_epoch = None
+
+    def on_divergence(self, model, epoch, logs):
+        self.stopped_epoch = epoch
+        model.stop_training = True
+        warnings.warn(
+            f"TerminateOnNaN: the loss became {logs.get('loss')} in epoch {epoch}; "
+            f"training stopped with the parameters of before epoch {epoch}",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+
+    def on_epoch_end(self, model, epoch, logs):
+        bad = [
+            k
+            for k, x in logs.items()
+            if k.endswith("loss")
+            and isinstance(x, numbers.Real)
+            and not math.isfinite(x)
+        ]
+        if bad:
+            self.stopped_epoch = epoch
+            model.stop_training = True
+            warnings.warn(
+                f"TerminateOnNaN: {bad[0]} became {logs[bad[0]]} in epoch {epoch}; "
+                "training stopped",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+
+
+class ModelCheckpoint(Callback):
+    """Save the model with ``model.save`` (atomic) every ``every`` epochs.
+
+    ``path`` may hold ``str.format`` fields: ``{epoch}`` (from 1 in each ``fit``)
+    and the logged values, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``;
+    without fields every save replaces the same file. With ``save_best_only``
+    an epoch is saved only when ``monitor`` improves on the best saved so far
+    in this ``fit`` ("auto" mode: accuracies up, the rest down).
+
+    Attributes
+    ----------
+    saved : list of str
+        Paths written in the last ``fit``, in order.
+    """
+
+    def __init__(
+        self, path, every=1, save_best_only=False, monitor="val_loss", mode="auto"
+    ):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"path must be a str or path-like, got {type(path).__name__}"
+            )
+        self.path = os.fspath(path)
+        self.every = v.check_positive_int("every", every)
+        self.save_best_only = v.check_bool("save_best_only", save_best_only)
+        self.monitor = v.check_monitor("monitor", monitor)
+        self._best = _Best(self.monitor, mode)
+        self.saved = []
+
+    def _format(self, epoch, logs):
+        return self.path.format(epoch=epoch, **logs)
+
+    def on_fit_begin(self, model, logs):
+        if self.save_best_only:
+            _require("ModelCheckpoint", "monitor", self.monitor, logs)
+        dummy = dict.fromkeys(logs.get("metrics", ()), 0.0)
+        try:
+            first = self._format(1, dummy)
+        except (KeyError, IndexError, ValueError) as exc:
+            raise ValueError(
+                f"ModelCheckpoint path {self.path!r} has a field fit does not "
+                f"log or a bad format ({exc!r}); fields: epoch and "
+                f"{sorted(dummy)}"
+            ) from None
+        folder = os.path.dirname(os.path.abspath(first))
+        if "{" not in os.path.dirname(self.path) and not os.path.isdir(folder):
+            raise ValueError(
+                f"ModelCheckpoint path {self.path!r}: folder {folder} does not exist"
+            )
+        self._best.reset()
+        self.saved = []
+
+    def on_epoch_end(self, model, epoch, logs):
+        if epoch % self.every:
+            return
+        if self.save_best_only:
+            value = float(logs[self.monitor])
+            if not self._best.improves(value):
+                return
+            self._best.value = value
+        path = self._format(epoch, logs)
+        model.save(path)
+        self.saved.append(path)
+
+
+class HistoryLogger(Callback):
+    """Write the epochs' logs to ``path`` after every epoch: CSV or JSON by suffix.
+
+    ``.csv``: a header ``epoch,loss,...`` and one row per epoch. ``.json``: an
+    object of lists, ``{"epoch": [1, 2, ...], "loss": [...], ...}``, like
+    ``History.history``. The file is rewritten atomically each epoch and holds
+    the epochs of the current ``fit`` (a new ``fit`` starts it again).
+    """
+
+    def __init__(self, path):
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(
+                f"path must be a str or path-like, got {type(path).__name__}"
+            )
+        self.path = os.fspath(path)
+        self.format = os.path.splitext(self.path)[1].lower().lstrip(".")
+        if self.format not in ("csv", "json"):
+            raise ValueError(f"path must end in .csv or .json, got {self.path!r}")
+        self.rows = []
+
+    def on_fit_begin(self, model, logs):
+        folder = os.path.dirname(os.path.abspath(self.path))
+        if not os.path.isdir(folder):
+            raise ValueError(
+                f"HistoryLogger path {self.path!r}: folder {folder} does not exist"
+            )
+        self.rows = []
+
+    def on_epoch_end(self, model, epoch, logs):
+        self.rows.append({"epoch": epoch, **logs})
+        keys = list(dict.fromkeys(k for row in self.rows for k in row))
+        if self.format == "csv":
+            buf = io.StringIO()
+            writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+            writer.writeheader()
+            writer.writerows(
+                {k: _plain(x) for k, x in row.items()} for row in self.rows
+            )
+            text = buf.getvalue()
+        else:
+            table = {k: [_plain(row.get(k)) for row in self.rows] for k in keys}
+            text = json.dumps(table, indent=1) + "\n"
+        _write_atomic(self.path, text)
+
+
+def _plain(x):
+    """NumPy scalars -> Python numbers (json and csv write those exactly)."""
+    return x.item() if isinstance(x, np.generic) else x
+
+
+def _write_atomic(path, text):
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+class ProgressBar(Callback):
+    """A tqdm bar over the epochs showing loss, validation values, lr and samples/s.
+
+    Quiet when the stream (``file``, default ``sys.stderr`` at ``fit`` time) is
+    not a terminal, so logs of batch jobs stay clean, unless ``force=True`` (in a
+    Jupyter notebook tqdm's widget is used). ``fit(progress=True)`` adds a
+    forced one unless ``callbacks`` already holds a ProgressBar.
+    """
+
+    def __init__(self, file=None, force=False, leave=True):
+        self.file = file
+        self.force = v.check_bool("force", force)
+        self.leave = v.check_bool("leave", leave)
+        self.bar = None
+
+    def _quiet(self, stream):
+        from tqdm import autonotebook, std
+
+        # tqdm.autonotebook's tqdm is the plain one except in a notebook kernel
+        if self.force or autonotebook.tqdm is not std.tqdm:
+            return False
+        isatty = getattr(stream, "isatty", None)
+        try:
+            return not (callable(isatty) and isatty())
+        except (ValueError, OSError):  # a closed stream
+            return True
+
+    def on_fit_begin(self, model, logs):
+        from tqdm.auto import tqdm
+
+        stream = sys.stderr if self.file is None else self.file
+        self.bar = tqdm(
+            total=logs.get("epochs"),
+            unit="epoch",
+            desc="fit",
+            file=stream,
+            leave=self.leave,
+            disable=self._quiet(stream),
+        )
+
+    def on_epoch_end(self, model, epoch, logs):
+        if self.bar is None:
+            return
+        shown = {}
+        for key in ("loss", "val_loss", "val_accuracy", "lr"):
+            if key in logs:
+                shown[key] = f"{logs[key]:.4g}"
+        shown["samples/s"] = f"{logs.get('samples_per_second', 0.0):,.0f}"
+        self.bar.set_postfix(shown, refresh=False)
+        self.bar.update(1)
+
+    def _close(self):
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+
+    def on_fit_end(self, model, logs):
+        self._close()
+
+    def on_exception(self, model, exc):
+        self._close()
+
+
+class _CallbackList:
+    """Calls one hook on every callback that has it, in order (used by ``fit``)."""
+
+    def __init__(self, callbacks):
+        self.callbacks = list(callbacks)
+
+    def call(self, hook, *args):
+        for cb in self.callbacks:
+            method = getattr(cb, hook, None)
+            if method is not None:
+                method(*args)
