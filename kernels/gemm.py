@@ -28,6 +28,7 @@ import numpy as np
 from numba import prange
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp._codes import SOFTMAX
 from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.update import adam_block, sgd_block
@@ -66,12 +67,17 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, 
         np.dot(_layer(acts, layout, rows, l - 1, n)[s0:s1], W.T, Z[s0:s1])  # Z = A W^T
         b_off = layout[BOFF, l]
         code = codes[0] if l < n_layers else codes[1]
-        for s in range(s0, s1):
-            z = Z[s]
-            if b_off >= 0:
+        if b_off >= 0:
+            for s in range(s0, s1):
                 for i in range(n_out):
-                    z[i] += params[b_off + i]
-            activate(z, A[s], code)
+                    Z[s, i] += params[b_off + i]
+        if code == SOFTMAX:  # couples the outputs of a sample
+            for s in range(s0, s1):
+                activate(Z[s], A[s], code)
+        else:  # element-wise: the part's rows as one flat run, one call, no row views
+            start = rows * layout[UNIT, l]
+            activate(zs[start + s0 * n_out : start + s1 * n_out],
+                     acts[start + s0 * n_out : start + s1 * n_out], code)
     if not want_loss:
         return
     Z = _layer(zs, layout, rows, n_layers, n)
@@ -88,10 +94,9 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, 
         W = block(params, layout[WOFF, l], layout[SIZE, l], layout[SIZE, l - 1])
         D_prev = _layer(deltas, layout, rows, l - 1, n)
         np.dot(_layer(deltas, layout, rows, l, n)[s0:s1], W, D_prev[s0:s1])
-        Z_prev = _layer(zs, layout, rows, l - 1, n)
-        A_prev = _layer(acts, layout, rows, l - 1, n)
-        for s in range(s0, s1):
-            scale_by_derivative(Z_prev[s], A_prev[s], D_prev[s], codes[0])
+        lo = rows * layout[UNIT, l - 1] + s0 * layout[SIZE, l - 1]
+        hi = rows * layout[UNIT, l - 1] + s1 * layout[SIZE, l - 1]
+        scale_by_derivative(zs[lo:hi], acts[lo:hi], deltas[lo:hi], codes[0])  # flat run
 
 
 @jit_serial
