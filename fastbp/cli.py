@@ -254,6 +254,14 @@ def build_parser():
     )
     bench.add_arguments(b)  # the same options as 'python -m fastbp.bench'
     b.set_defaults(func=cmd_bench, threads=None)  # bench sets its own threads
+
+    i = sub.add_parser(
+        "info", help="show versions, threading layer, thread count, BLAS and JIT cache",
+        description="Print what fastbp runs on: its version, Python, NumPy and numba "
+        "versions, numba's threading layer and thread count, the BLAS libraries "
+        "loaded and their threads, and the folder of the JIT cache.",
+    )
+    i.set_defaults(func=cmd_info, threads=None)
     return parser
 # fmt: on
 
@@ -560,6 +568,13 @@ def _threads(n):
 def _error(message):
     text = " ".join(str(message).split())  # one line, whatever the message holds
     print(f"fastbp: error: {text}", file=sys.stderr)
+
+
+def cmd_info(args):
+    from fastbp._info import show_config
+
+    show_config()
+    return 0
 
 
 def main(argv=None):

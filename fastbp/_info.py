@@ -1,0 +1,46 @@
+"""``fastbp.show_config()`` and ``fastbp info``: what this fastbp runs on."""
+
+import os
+import platform
+import sys
+
+
+def config():
+    """A dict of what fastbp runs on: versions, numba's threading layer and thread
+    count, the BLAS libraries (as threadpoolctl sees them) and the JIT cache folder."""
+    import numba
+    import numpy as np
+    import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS)
+    from threadpoolctl import threadpool_info
+
+    from fastbp._version import __version__
+    from fastbp.kernels import train
+
+    threads = numba.get_num_threads()  # also starts the threading layer
+    cache = getattr(getattr(train.train_epoch_online, "_cache", None), "_cache_path", None)
+    return {
+        "fastbp": __version__,
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "threading_layer": numba.threading_layer(),
+        "numba_threads": threads,
+        "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
+        "cpu_count": os.cpu_count(),
+        "blas": [
+            f"{lib.get('internal_api')} {lib.get('version')} ({os.path.basename(lib['filepath'])}, "
+            f"{lib.get('num_threads')} threads)"
+            for lib in threadpool_info() if lib.get("user_api") == "blas"
+        ],
+        "jit_cache": cache,
+        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(libgomp default)"),
+    }
+
+
+def show_config(file=None):
+    """Print :func:`config` as ``key: value`` lines (to stdout by default)."""
+    for key, value in config().items():
+        if isinstance(value, list):
+            value = "; ".join(value) if value else "(none found)"
+        print(f"{key}: {value}", file=file or sys.stdout)
