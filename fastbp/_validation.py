@@ -185,6 +185,51 @@ def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy):
     return np.ascontiguousarray(T, dtype=dtype)
 
 
+def check_sample_weight(value, n_samples, dtype):
+    """Per-sample weights: a 1-D array of n_samples finite reals >= 0, not all 0,
+    each representable in ``dtype``; returned as a new float64 array."""
+    arr = _as_real_array("sample_weight", value)
+    if arr.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D (n_samples,), got {arr.ndim}-D")
+    if arr.shape[0] != n_samples:
+        raise ValueError(f"sample_weight has {arr.shape[0]} entries but X has {n_samples} "
+                         "samples: lengths must match")
+    _check_finite_fits("sample_weight", arr, dtype)
+    arr = np.array(arr, dtype=np.float64)
+    if arr.min() < 0:
+        raise ValueError("sample_weight must be >= 0, found a negative weight")
+    if not arr.any():
+        raise ValueError("sample_weight is all zeros: at least one sample needs weight > 0")
+    return arr
+
+
+def class_weights(value, labels, n_classes):
+    """Per-sample weights (float64) from ``class_weight`` for integer ``labels``.
+
+    "balanced": n_samples / (n_present_classes * count of the sample's class), as
+    scikit-learn's ``compute_class_weight``; a dict {class: weight >= 0} (classes
+    0..n_classes - 1; classes it leaves out weigh 1).
+    """
+    if isinstance(value, str):
+        if value != "balanced":
+            raise ValueError(f"class_weight must be 'balanced' or a dict, got {value!r}")
+        counts = np.bincount(labels, minlength=n_classes)
+        present = np.count_nonzero(counts)
+        per_class = np.where(counts > 0, labels.shape[0] / (present * np.maximum(counts, 1)), 0)
+        return per_class[labels]
+    if not isinstance(value, dict):
+        raise TypeError(f"class_weight must be 'balanced' or a dict {{class: weight}}, got "
+                        f"{_describe(value)}")
+    per_class = np.ones(n_classes)
+    for key, weight in value.items():
+        if (isinstance(key, bool) or not isinstance(key, numbers.Integral)
+                or not 0 <= key < n_classes):
+            raise ValueError(f"class_weight has key {key!r}: classes are the integers "
+                             f"0..{n_classes - 1}")
+        per_class[int(key)] = check_nonneg_float(f"class_weight[{key}]", weight)
+    return per_class[labels]
+
+
 def check_validation_data(value):
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(

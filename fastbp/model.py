@@ -302,7 +302,8 @@ class Model:
     def fit(self, X, Y, *, epochs=1, batch_size=1, lr=0.1, optimizer="sgd",
             momentum=0.0, nesterov=False, weight_decay=0.0, shuffle=True,
             validation_data=None, progress=False, callbacks=None, lr_schedule=None,
-            validation_split=None, n_threads=None):
+            validation_split=None, n_threads=None, sample_weight=None, class_weight=None,
+            l2=0.0):
         """Train by mini-batch backpropagation; returns a :class:`History`.
 
         Each epoch is one compiled call (:func:`fastbp.kernels.train.train_epoch`).
@@ -335,6 +336,26 @@ class Model:
             numba threads for this call (capped at ``numba.config.NUMBA_NUM_THREADS``);
             the previous count is restored afterwards, also on error. Results do
             not depend on it.
+        sample_weight : array of shape (n_samples,), optional
+            Weights >= 0 (not all 0). Each batch's gradient becomes the weighted
+            mean sum_i w_i g_i / sum_i w_i of its per-sample gradients, and the
+            ``"loss"`` of History the weighted mean loss. A batch whose weights
+            sum to 0 takes no step (Adam's step count still advances). Validation
+            scores stay unweighted. With ``validation_split`` the weights are
+            split with the samples.
+        class_weight : "balanced" or dict {class: weight}, optional
+            Classifiers only (softmax, or a single sigmoid output with
+            cross_entropy): multiplies each sample's weight by its class's (the
+            argmax of a softmax target, ``t > 0.5`` for a sigmoid one).
+            "balanced" gives class k the weight n / (n_classes * n_k), as
+            scikit-learn; a dict's missing classes weigh 1.
+        l2 : float >= 0, default 0
+            scikit-learn's ``alpha``: the penalty l2/2 ||W||^2 on the weights (not
+            the biases) divided by each batch's total sample weight (its size
+            when unweighted), i.e. l2 W / sum_i w_i added to the weights'
+            gradient. Unlike ``weight_decay`` (torch's: every parameter, not
+            scaled), it is part of the loss being minimised; History's
+            ``"loss"`` reports the data term only.
         """
         epochs = v.check_positive_int("epochs", epochs)
         batch_size = v.check_positive_int("batch_size", batch_size)
@@ -343,6 +364,7 @@ class Model:
         momentum = v.check_nonneg_float("momentum", momentum)
         nesterov = v.check_bool("nesterov", nesterov)
         weight_decay = v.check_nonneg_float("weight_decay", weight_decay)
+        l2 = v.check_nonneg_float("l2", l2)
         shuffle = v.check_bool("shuffle", shuffle)
         progress = v.check_bool("progress", progress)
         callbacks = v.check_callbacks(callbacks)
@@ -358,6 +380,7 @@ class Model:
                 raise ValueError("validation_split and validation_data are mutually "
                                  "exclusive: pass one of them")
         Xc, T = self._XY(X, Y)
+        weights = self._sample_weights(T, sample_weight, class_weight)
         val = None
         if validation_data is not None:
             Xv, Yv = v.check_validation_data(validation_data)
@@ -365,6 +388,11 @@ class Model:
         elif validation_split is not None:
             train, held_out = self._validation_split(T, validation_split)
             Xc, T, val = Xc[train], T[train], (Xc[held_out], T[held_out])
+            if weights is not None:
+                weights = weights[train]
+                if not weights.any():
+                    raise ValueError("sample_weight/class_weight: every sample left for "
+                                     "training after validation_split weighs 0")
         metrics = ["loss", "samples_per_second", "lr"]
         if val is not None:
             metrics += ["val_loss", "val_accuracy"] if self.is_classifier else ["val_loss"]
@@ -379,9 +407,30 @@ class Model:
                 numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
             return self._fit_epochs(
                 Xc, T, val, epochs, batch_size, lr, (optimizer, momentum, nesterov, weight_decay),
-                shuffle, fcallbacks._CallbackList(callbacks), lr_schedule, metrics)
+                shuffle, fcallbacks._CallbackList(callbacks), lr_schedule, metrics, weights, l2)
         finally:
             numba.set_num_threads(threads_before)
+
+    def _sample_weights(self, T, sample_weight, class_weight):
+        """fit's per-sample weights in the model's dtype, or None when unweighted."""
+        if sample_weight is None and class_weight is None:
+            return None
+        n = T.shape[0]
+        weights = (np.ones(n) if sample_weight is None
+                   else v.check_sample_weight(sample_weight, n, self.dtype))
+        if class_weight is not None:
+            if not (self.output == "softmax" or (self.is_classifier and self.sizes[-1] == 1)):
+                raise ValueError("class_weight needs a classifier: output='softmax', or one "
+                                 "sigmoid output with loss='cross_entropy'")
+            if self.output == "softmax":
+                labels, n_classes = T.argmax(axis=1), self.sizes[-1]
+            else:
+                labels, n_classes = (T[:, 0] > 0.5).astype(np.int64), 2
+            weights = weights * v.class_weights(class_weight, labels, n_classes)
+        weights = weights.astype(self.dtype)
+        if not weights.any():
+            raise ValueError("sample_weight/class_weight give every sample weight 0")
+        return weights
 
     def _validation_split(self, T, fraction):
         """(train indices, held-out indices) for ``validation_split``."""
@@ -404,7 +453,7 @@ class Model:
         return train, held_out
 
     def _fit_epochs(self, Xc, T, val, epochs, batch_size, lr, key, shuffle, cbs, schedule,
-                    metrics):
+                    metrics, weights=None, l2=0.0):
         """The epoch loop of :meth:`fit` (arguments checked, threads set)."""
         if key != self._opt_key:
             self._reset_optimizer(key)
@@ -414,6 +463,11 @@ class Model:
             _codes.OPTIMIZER[optimizer], lr, momentum, float(nesterov), weight_decay
         )
         hyper[[_codes.H_BETA1, _codes.H_BETA2, _codes.H_EPS]] = (*_codes.ADAM_BETAS, _codes.ADAM_EPS)
+        hyper[_codes.H_L2] = l2
+        # The kernels take an empty array for "every weight 1" (their fast path).
+        total_weight = Xc.shape[0] if weights is None else float(weights.sum(dtype=np.float64))
+        if weights is None:
+            weights = np.zeros(0, dtype=self.dtype)
 
         n = Xc.shape[0]
         epoch_kernel, buffers = self._epoch_kernel(batch_size, n)
@@ -425,8 +479,8 @@ class Model:
         start = time.perf_counter()
         with _single_threaded_blas():
             epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
-                         hyper, self._step, Xc, T, np.arange(0), batch_size, parallel,
-                         self._parts(min(batch_size, n)), *buffers)
+                         hyper, self._step, Xc, T, np.arange(0), weights, batch_size,
+                         parallel, self._parts(min(batch_size, n)), *buffers)
         history.setup_seconds = time.perf_counter() - start
         self.stop_training = False
         logs = {}
@@ -450,11 +504,11 @@ class Model:
                 with _single_threaded_blas():
                     total = epoch_kernel(self.params, self._buf1, self._buf2, self._layout,
                                          self._codes, hyper, self._step, Xc, T, order,
-                                         batch_size, parallel,
+                                         weights, batch_size, parallel,
                                          self._parts(min(batch_size, n)), *buffers)
                 seconds = time.perf_counter() - start
                 self._step += n_batches
-                epoch_loss = total / n
+                epoch_loss = total / total_weight
                 if not (np.isfinite(epoch_loss) and np.isfinite(self.params).all()):
                     self.params[...] = saved[0]
                     self._buf1[...], self._buf2[...], self._step = saved[1], saved[2], saved[3]

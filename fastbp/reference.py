@@ -100,27 +100,33 @@ def backprop(Ws, bs, x, t, hidden, output, loss):
     return dWs, (dbs if bs is not None else None)
 
 
-def gradients(Ws, bs, X, T, hidden, output, loss):
-    """Mean over the rows of X, T of the per-sample gradients."""
+def gradients(Ws, bs, X, T, hidden, output, loss, sample_weight=None, l2=0.0):
+    """Mean over the rows of X, T of the per-sample gradients; with
+    ``sample_weight`` s the weighted mean sum_i s_i g_i / sum_i s_i. ``l2`` adds
+    the gradient of the penalty l2/2 ||W||^2 / sum_i s_i (weights only, not
+    biases: scikit-learn's alpha)."""
+    s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     dWs = [np.zeros_like(W) for W in Ws]
     dbs = [np.zeros_like(b) for b in bs] if bs is not None else None
-    for x, t in zip(X, T):
+    for x, t, s_i in zip(X, T, s):
         gW, gb = backprop(Ws, bs, x, t, hidden, output, loss)
         for l in range(len(Ws)):
-            dWs[l] += gW[l]
+            dWs[l] += s_i * gW[l]
             if bs is not None:
-                dbs[l] += gb[l]
-    n = len(X)
-    return [g / n for g in dWs], ([g / n for g in dbs] if bs is not None else None)
+                dbs[l] += s_i * gb[l]
+    total = s.sum()
+    return ([(g + l2 * W) / total for g, W in zip(dWs, Ws)],
+            ([g / total for g in dbs] if bs is not None else None))
 
 
-def mean_loss(Ws, bs, X, T, hidden, output, loss):
-    """Mean per-sample loss over the rows of X, T."""
+def mean_loss(Ws, bs, X, T, hidden, output, loss, sample_weight=None):
+    """Mean per-sample loss over the rows of X, T (weighted by ``sample_weight``)."""
+    s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     total = 0.0
-    for x, t in zip(X, T):
+    for x, t, s_i in zip(X, T, s):
         _, a = forward(Ws, bs, x, hidden, output)
-        total += sample_loss(a[-1], t, output, loss)
-    return total / len(X)
+        total += s_i * sample_loss(a[-1], t, output, loss)
+    return total / s.sum()
 
 
 def flatten(Ws, bs):
@@ -173,18 +179,24 @@ def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=
 
 
 def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
-          optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0):
+          optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
+          sample_weight=None, l2=0.0):
     """Mini-batch training from flat parameters ``p``: one epoch per index array in
     ``orders``, batches taken in that order with a final partial batch, the batch
-    gradient the mean over its samples. Returns the final flat parameters."""
+    gradient the (``sample_weight``-weighted) mean over its samples plus the
+    ``l2`` penalty's (see ``gradients``). A batch whose weights sum to 0 takes
+    no step but counts as one for Adam. Returns the final flat parameters."""
+    s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     buf, m, v, t = None, np.zeros_like(p), np.zeros_like(p), 0
     for order in orders:
         for first in range(0, len(order), batch_size):
             idx = order[first : first + batch_size]
-            Ws, bs = unflatten(p, sizes, bias)
-            dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss)
-            g = flatten(dWs, dbs)
             t += 1
+            if s[idx].sum() == 0:
+                continue
+            Ws, bs = unflatten(p, sizes, bias)
+            dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss, s[idx], l2)
+            g = flatten(dWs, dbs)
             if optimizer == "sgd":
                 p, buf = sgd_step(p, g, buf, lr, momentum, nesterov, weight_decay)
             else:

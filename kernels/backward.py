@@ -20,14 +20,16 @@ def _layer_slices(layout, a, z, delta, l):
 
 
 @jit_serial
-def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
+def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2, wd_weights):
     """Backward pass and optimizer update for one sample (batch size 1), fused.
 
     Walking down from layer L, each weight W^l_ij is read once: it feeds
     (W^l)^T delta^l for the next delta and is then replaced by its update with
     gradient delta^l_i a^(l-1)_j. ``step`` is the Adam step count of this update
     (1-based). Same rules as ``sgd_update``/``adam_update`` with count 1; with
-    weight decay 0 the term wd w adds an exact zero.
+    weight decay 0 the term wd w adds an exact zero. ``wd_weights`` is the decay
+    of the weights: weight_decay plus the L2 penalty divided by the sample's
+    weight (see kernels/train.py); biases decay by weight_decay only.
 
     Loops index one 2-D view per layer and per buffer actually used: a slice or
     a call per ROW costs ~10-20 ns of reference counting, a reshape ~25 ns, more
@@ -39,7 +41,7 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
     output_delta(z_L, a_L, t, delta_L, codes[1], codes[2])
     dt = params.dtype.type
     adam = int(hyper[0]) != 0
-    lr, momentum, wd = dt(hyper[1]), dt(hyper[2]), dt(hyper[4])
+    lr, momentum, wd, wd_w = dt(hyper[1]), dt(hyper[2]), dt(hyper[4]), dt(wd_weights)
     nesterov = hyper[3] != 0.0
     keep, scale = momentum_factors(hyper[2], nesterov)
     g_keep, b_scale = dt(keep), dt(scale)
@@ -68,7 +70,7 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
                         delta_prev[j] += w_ij * d
                     W[i, j], M[i, j], V[i, j] = adam_scalar(
                         w_ij, d * a_prev[j], M[i, j], V[i, j], step_size, one_m_b1, beta2,
-                        one_m_b2, bc2_sqrt, eps, wd)
+                        one_m_b2, bc2_sqrt, eps, wd_w)
             if b_off >= 0:
                 for k in range(b_off, b_off + n_out):
                     params[k], buf1[k], buf2[k] = adam_scalar(
@@ -83,7 +85,7 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
                     if back:
                         delta_prev[j] += w_ij * d
                     W[i, j], M[i, j] = sgd_scalar(w_ij, d * a_prev[j], M[i, j], lr, momentum,
-                                                  g_keep, b_scale, wd)
+                                                  g_keep, b_scale, wd_w)
             if b_off >= 0:
                 for k in range(b_off, b_off + n_out):
                     params[k], buf1[k] = sgd_scalar(params[k], delta_l[k - b_off], buf1[k], lr,
@@ -95,11 +97,11 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2):
                     for j in range(n_in):
                         w_ij = W[i, j]
                         delta_prev[j] += w_ij * d
-                        W[i, j] = w_ij - lr * (d * a_prev[j] + wd * w_ij)
+                        W[i, j] = w_ij - lr * (d * a_prev[j] + wd_w * w_ij)
                 else:
                     for j in range(n_in):
                         w_ij = W[i, j]
-                        W[i, j] = w_ij - lr * (d * a_prev[j] + wd * w_ij)
+                        W[i, j] = w_ij - lr * (d * a_prev[j] + wd_w * w_ij)
             if b_off >= 0:
                 for k in range(b_off, b_off + n_out):
                     params[k] -= lr * (delta_l[k - b_off] + wd * params[k])

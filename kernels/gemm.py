@@ -28,7 +28,7 @@ import numpy as np
 from numba import prange
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
-from fastbp._codes import SOFTMAX
+from fastbp._codes import N_HYPER, SOFTMAX
 from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.update import adam_block, sgd_block
@@ -50,8 +50,8 @@ def _layer(buf, layout, rows, l, n):
 
 
 @jit_serial
-def _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, acts, zs,
-                  deltas, losses, want_loss, want_delta):
+def _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                  acts, zs, deltas, losses, want_loss, want_delta):
     s0, s1 = _bounds(c, n, parts)
     n_layers = layout.shape[1] - 1
     A0 = _layer(acts, layout, rows, 0, n)
@@ -83,11 +83,18 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, 
     Z = _layer(zs, layout, rows, n_layers, n)
     A = _layer(acts, layout, rows, n_layers, n)
     D = _layer(deltas, layout, rows, n_layers, n)
+    weighted = weights.shape[0] > 0
     for s in range(s0, s1):
-        t = T[order[first + s]]
+        idx = order[first + s]
+        t = T[idx]
         losses[s] = sample_loss(Z[s], A[s], t, codes[1], codes[2])
         if want_delta:
             output_delta(Z[s], A[s], t, D[s], codes[1], codes[2])
+        if weighted:  # the sample's share of the weighted sums: w_s loss_s, w_s delta_s
+            losses[s] *= weights[idx]
+            if want_delta:
+                for i in range(D.shape[1]):
+                    D[s, i] *= weights[idx]
     if not want_delta:
         return
     for l in range(n_layers, 1, -1):  # delta^(l-1) = (delta^l W^l) o s'(z^(l-1))
@@ -100,19 +107,19 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, 
 
 
 @jit_serial
-def _samples_step(parts, params, layout, codes, X, T, order, first, n, rows, acts, zs,
-                  deltas, losses, want_loss, want_delta):
+def _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                  acts, zs, deltas, losses, want_loss, want_delta):
     for c in range(parts):
-        _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, acts,
-                      zs, deltas, losses, want_loss, want_delta)
+        _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, want_loss, want_delta)
 
 
 @jit_parallel
-def _samples_step_par(parts, params, layout, codes, X, T, order, first, n, rows, acts, zs,
-                      deltas, losses, want_loss, want_delta):
+def _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, want_loss, want_delta):
     for c in prange(parts):
-        _samples_part(c, parts, params, layout, codes, X, T, order, first, n, rows, acts,
-                      zs, deltas, losses, want_loss, want_delta)
+        _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, want_loss, want_delta)
 
 
 # -- step 2: gradient (and update) for one part of the rows of one W^l --------------
@@ -120,10 +127,13 @@ def _samples_step_par(parts, params, layout, codes, X, T, order, first, n, rows,
 
 @jit_serial
 def _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
-               buf2, hyper, step, update):
+               buf2, hyper, step, update, count):
     """Part c of the rows of W^l, task = c * L + (l - 1): dW = D^T A_prev and db =
     column sums of D (sums over the batch), then, with ``update``, the optimizer
-    step of those weights and biases with gradient sum / n.
+    step of those weights and biases with gradient sum / count (``count``: the
+    batch's total sample weight). The L2 penalty (hyper[8]) adds l2 W / count
+    to the weights' gradient, folded into their decay; biases get weight_decay
+    only.
 
     Tasks run part-major so that prange's contiguous split hands each thread
     the same part of every layer: layer-major put all of the big first layer on
@@ -148,63 +158,67 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, gra
             grads[b_off + i] = acc
     if not update:
         return
-    _update_range(params, grads, n, buf1, buf2, hyper, step, w_off + r0 * n_in,
-                  w_off + r1 * n_in)
+    _update_range(params, grads, count, buf1, buf2, hyper, step, hyper[4] + hyper[8] / count,
+                  w_off + r0 * n_in, w_off + r1 * n_in)
     if b_off >= 0:
-        _update_range(params, grads, n, buf1, buf2, hyper, step, b_off + r0, b_off + r1)
+        _update_range(params, grads, count, buf1, buf2, hyper, step, hyper[4], b_off + r0,
+                      b_off + r1)
 
 
 @jit_serial
-def _update_range(params, grads, n, buf1, buf2, hyper, step, k0, k1):
-    """The optimizer step of ``hyper`` on params[k0:k1], gradient grads / n."""
+def _update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
+    """The optimizer step of ``hyper`` on params[k0:k1], gradient grads / count,
+    weight decay ``decay``."""
     if int(hyper[0]) == 0:
-        sgd_block(params, grads, n, buf1, hyper[1], hyper[2], hyper[3] != 0.0, hyper[4], k0,
+        sgd_block(params, grads, count, buf1, hyper[1], hyper[2], hyper[3] != 0.0, decay, k0,
                   k1)
     else:
-        adam_block(params, grads, n, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
-                   hyper[7], hyper[4], k0, k1)
+        adam_block(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
+                   hyper[7], decay, k0, k1)
 
 
 @jit_serial
 def _rows_step(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1, buf2,
-               hyper, step, update):
+               hyper, step, update, count):
     for task in range((layout.shape[1] - 1) * parts):
         _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, grads,
-                   buf1, buf2, hyper, step, update)
+                   buf1, buf2, hyper, step, update, count)
 
 
 @jit_parallel
 def _rows_step_par(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
-                   buf2, hyper, step, update):
+                   buf2, hyper, step, update, count):
     for task in prange((layout.shape[1] - 1) * parts):
         _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, grads,
-                   buf1, buf2, hyper, step, update)
+                   buf1, buf2, hyper, step, update, count)
 
 
 # -- a batch, an epoch, a data set ----------------------------------------------------
 
 
 @jit_serial
-def batch_step(params, layout, codes, X, T, order, first, n, rows, acts, zs, deltas,
-               deltas_t, losses, grads, buf1, buf2, hyper, step, update, parallel, parts):
+def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
+               deltas, deltas_t, losses, grads, buf1, buf2, hyper, step, update, count,
+               parallel, parts):
     """Samples order[first:first+n]: forward, losses[:n], delta recursion, gradient
-    SUMS into ``grads`` and, with ``update``, the optimizer step (Adam step
+    SUMS into ``grads`` (weighted by ``weights`` unless it is empty) and, with
+    ``update``, the optimizer step with gradient sum / ``count`` (Adam step
     number ``step``). Buffers hold ``rows`` >= n samples (see module doc)."""
     if parallel:
-        _samples_step_par(parts, params, layout, codes, X, T, order, first, n, rows, acts,
-                          zs, deltas, losses, True, True)
+        _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                          acts, zs, deltas, losses, True, True)
         _rows_step_par(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
-                       buf2, hyper, step, update)
+                       buf2, hyper, step, update, count)
     else:
-        _samples_step(parts, params, layout, codes, X, T, order, first, n, rows, acts, zs,
-                      deltas, losses, True, True)
+        _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, True, True)
         _rows_step(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
-                   buf2, hyper, step, update)
+                   buf2, hyper, step, update, count)
 
 
 @jit_serial
 def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                     batch_size, parallel, parts, acts, zs, deltas, deltas_t, losses,
+                     weights, batch_size, parallel, parts, acts, zs, deltas, deltas_t, losses,
                      grads):
     """One epoch of mini-batch training over the samples in ``order``; returns the
     sum of the per-sample losses seen (each before its batch's update).
@@ -212,8 +226,13 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
     Batches are order[0:B], order[B:2B], ... with a final partial batch, each one
     ``batch_step`` with the update (gradient sum / batch count). ``hyper`` is
     float64 [optimizer, lr, momentum, nesterov, weight_decay, beta1, beta2,
-    eps]; ``step`` the Adam steps done before this epoch; ``buf1`` is the
+    eps, l2]; ``step`` the Adam steps done before this epoch; ``buf1`` is the
     momentum buffer or Adam's first moment, ``buf2`` Adam's second.
+
+    ``weights``, a weight per row of X or empty (all 1), makes each batch's
+    gradient the weighted mean sum_s w_s g_s / sum_s w_s and the returned sum
+    one of w_s loss_s. A batch whose weights sum to 0 has no gradient: it takes
+    no step, though the Adam step count advances (one step per batch).
     """
     n_samples = order.shape[0]
     rows = min(batch_size, n_samples)  # the buffers hold this many samples
@@ -221,8 +240,14 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
     for first in range(0, n_samples, batch_size):
         n = min(batch_size, n_samples - first)
         step += 1
-        batch_step(params, layout, codes, X, T, order, first, n, rows, acts, zs, deltas,
-                   deltas_t, losses, grads, buf1, buf2, hyper, step, True, parallel, parts)
+        count = float(n)
+        if weights.shape[0] > 0:
+            count = 0.0
+            for s in range(n):  # in sample order
+                count += weights[order[first + s]]
+        batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
+                   deltas, deltas_t, losses, grads, buf1, buf2, hyper, step, count > 0.0,
+                   count, parallel, parts)
         for s in range(n):  # in sample order: the same sum at any thread count
             total += losses[s]
     return total
@@ -240,22 +265,22 @@ def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, p
     rows = losses.shape[0]
     n_layers = layout.shape[1] - 1
     order = np.arange(n_samples)
-    no_state = params[0:0]
+    no_state = params[0:0]  # also: no sample weights
     total = 0.0
     for first in range(0, n_samples, rows):
         n = min(rows, n_samples - first)
         if want_grads:
-            batch_step(params, layout, codes, X, T, order, first, n, rows, acts, zs, deltas,
-                       deltas_t, losses, chunk_grads, no_state, no_state, np.zeros(8), 0,
-                       False, parallel, parts)
+            batch_step(params, layout, codes, X, T, order, no_state, first, n, rows, acts,
+                       zs, deltas, deltas_t, losses, chunk_grads, no_state, no_state,
+                       np.zeros(N_HYPER), 0, False, float(n), parallel, parts)
             for k in range(grads.shape[0]):
                 grads[k] += chunk_grads[k]
         elif parallel:
-            _samples_step_par(parts, params, layout, codes, X, T, order, first, n, rows,
-                              acts, zs, deltas, losses, want_loss, False)
+            _samples_step_par(parts, params, layout, codes, X, T, order, no_state, first, n,
+                              rows, acts, zs, deltas, losses, want_loss, False)
         else:
-            _samples_step(parts, params, layout, codes, X, T, order, first, n, rows, acts,
-                          zs, deltas, losses, want_loss, False)
+            _samples_step(parts, params, layout, codes, X, T, order, no_state, first, n, rows,
+                          acts, zs, deltas, losses, want_loss, False)
         if want_loss:
             for s in range(n):
                 total += losses[s]

@@ -10,17 +10,27 @@ from fastbp.kernels.prefetch import prefetch
 
 @jit_serial
 def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                       batch_size, parallel, parts, A, Z, D, t_row):
+                       weights, batch_size, parallel, parts, A, Z, D, t_row):
     """One epoch of online training (batch size 1; ``batch_size``, ``parallel`` and
     ``parts`` are ignored: it is serial):
     forward, then ``online_step`` (backward fused with the update) per sample, in
-    ``order``; returns the sum of the per-sample losses before each update.
+    ``order``; returns the sum of the per-sample losses before each update,
+    each times its sample weight.
+
+    ``weights`` holds a weight per row of X, or nothing (every weight 1). The
+    weighted mean gradient over one sample is that sample's gradient, so a
+    weight only divides the L2 penalty (``hyper[8]``, scikit-learn's alpha: its
+    gradient is alpha W / the batch's total weight) and a zero weight skips the
+    sample's update; the Adam step count still advances (one step per batch, as
+    in the mini-batch kernel).
 
     Rows of X and T are copied element-wise into fixed buffers (A[0], ``t_row``)
     rather than sliced: a slice per sample costs reference counting (~10-20 ns
     each), which matters at ~1 us a sample on small networks.
     """
     a, z, delta = A[0], Z[0], D[0]
+    weighted = weights.shape[0] > 0
+    wd, l2 = hyper[4], hyper[8]
     n_in = layout[SIZE, 0]
     out_start = layout[UNIT, layout.shape[1] - 1]
     a_out, z_out = a[out_start:], z[out_start:]
@@ -39,7 +49,13 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
             prefetch(X, upcoming, j)
         prefetch(T, upcoming, 0)
         forward_sample(params, layout, codes, a, z)
-        total += sample_loss(z_out, a_out, t_row, codes[1], codes[2])
-        online_step(params, layout, codes, hyper, step + k + 1, a, z, t_row, delta, buf1,
-                    buf2)
+        loss = sample_loss(z_out, a_out, t_row, codes[1], codes[2])
+        weight = 1.0
+        if weighted:
+            weight = float(weights[idx])
+            loss *= weights[idx]
+        total += loss
+        if weight > 0.0:
+            online_step(params, layout, codes, hyper, step + k + 1, a, z, t_row, delta, buf1,
+                        buf2, wd + l2 / weight)
     return total

@@ -1,5 +1,6 @@
 """Shared fixtures: a seeded generator, tolerances per dtype, tiny problems."""
 
+import numba
 import numpy as np
 import pytest
 
@@ -29,6 +30,14 @@ HEAD_IDS = [f"{o}-{lo}" for o, lo in HEADS]
 @pytest.fixture
 def rng():
     return np.random.default_rng(0)
+
+
+@pytest.fixture
+def restore_threads():
+    """Puts numba's thread count back after a test that changes it."""
+    before = numba.get_num_threads()
+    yield
+    numba.set_num_threads(before)
 
 
 def make_problem(sizes, output, loss, n, seed=0):

@@ -122,13 +122,6 @@ def test_online_step_equals_batch_path_at_batch_one():
     np.testing.assert_allclose(online.params, batched.params, **TOL["float64"])
 
 
-@pytest.fixture
-def restore_threads():
-    before = numba.get_num_threads()
-    yield
-    numba.set_num_threads(before)
-
-
 @pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("batch_size", [1, 5, 40, 64], ids=["online", "rows", "gemm", "whole"])
