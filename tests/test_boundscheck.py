@@ -27,6 +27,8 @@ SCRIPT = textwrap.dedent(
             for batch_size in (1, 4, 11, 50):  # online, partial, whole, larger than n
                 model.fit(X, Y, batch_size=batch_size, lr=0.01, momentum=0.9)
                 model.fit(X, Y, batch_size=batch_size, lr=0.001, optimizer="adam")
+                w = rng.uniform(0.0, 2.0, size=11)  # weighted paths, with the L2 penalty
+                model.fit(X, Y, batch_size=batch_size, lr=0.01, sample_weight=w, l2=0.1)
             model.predict(X)
             model.predict(X[0])
             model.loss(X, Y)
