@@ -244,11 +244,17 @@ class TerminateOnNaN(Callback):
 class ModelCheckpoint(Callback):
     """Save the model with ``model.save`` (atomic) every ``every`` epochs.
 
-    ``path`` may hold ``str.format`` fields: ``{epoch}`` (from 1 in each ``fit``)
-    and the logged values, e.g. ``"ckpt-{epoch:03d}-{val_loss:.3f}.npz"``;
-    without fields every save replaces the same file. With ``save_best_only``
-    an epoch is saved only when ``monitor`` improves on the best saved so far
-    in this ``fit`` ("auto" mode: accuracies up, the rest down).
+    ``path`` may hold ``str.format`` fields: ``{epoch}`` (from 1 in each ``fit``),
+    ``{epochs_done}`` (the model's epochs in total, across ``fit`` calls and
+    resumes: ``model.epochs_done``) and the logged values, e.g.
+    ``"ckpt-{epochs_done:03d}-{val_loss:.3f}.npz"``; without fields every save
+    replaces the same file. With ``save_best_only`` an epoch is saved only when
+    ``monitor`` improves on the best saved so far in this ``fit`` ("auto" mode:
+    accuracies up, the rest down).
+
+    Each file holds the whole training state as it is after the epoch (see
+    ``Model.save``): ``Model.load`` and ``fit`` for the remaining
+    ``total - model.epochs_done`` epochs continue the run exactly.
 
     Attributes
     ----------
@@ -270,19 +276,19 @@ class ModelCheckpoint(Callback):
         self._best = _Best(self.monitor, mode)
         self.saved = []
 
-    def _format(self, epoch, logs):
-        return self.path.format(epoch=epoch, **logs)
+    def _format(self, epoch, logs, epochs_done):
+        return self.path.format(epoch=epoch, epochs_done=epochs_done, **logs)
 
     def on_fit_begin(self, model, logs):
         if self.save_best_only:
             _require("ModelCheckpoint", "monitor", self.monitor, logs)
         dummy = dict.fromkeys(logs.get("metrics", ()), 0.0)
         try:
-            first = self._format(1, dummy)
+            first = self._format(1, dummy, getattr(model, "epochs_done", 0) + 1)
         except (KeyError, IndexError, ValueError) as exc:
             raise ValueError(
                 f"ModelCheckpoint path {self.path!r} has a field fit does not "
-                f"log or a bad format ({exc!r}); fields: epoch and "
+                f"log or a bad format ({exc!r}); fields: epoch, epochs_done and "
                 f"{sorted(dummy)}"
             ) from None
         folder = os.path.dirname(os.path.abspath(first))
@@ -301,7 +307,7 @@ class ModelCheckpoint(Callback):
             if not self._best.improves(value):
                 return
             self._best.value = value
-        path = self._format(epoch, logs)
+        path = self._format(epoch, logs, getattr(model, "epochs_done", epoch))
         model.save(path)
         self.saved.append(path)
 

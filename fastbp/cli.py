@@ -210,6 +210,10 @@ def build_parser():
                    "the current directory)")
     t.add_argument("--no-progress", action="store_true",
                    help="do not show the progress bar (default: shown)")
+    t.add_argument("--plot", metavar="PATH",
+                   help="also draw the loss (and, for classifiers, accuracy) curves "
+                   "per epoch to PATH, e.g. curves.png (.pdf, .svg, ...); needs "
+                   'matplotlib: pip install "fastbp[plot]" (default: no plot)')
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
@@ -397,6 +401,10 @@ def cmd_train(args):
     lr = args.lr
     if lr is None:
         lr = RECIPE["lr_adam"] if args.optimizer == "adam" else RECIPE["lr_sgd"]
+    if args.plot is not None:  # fail before training, not after it
+        from fastbp._plot import check_plot_path
+
+        check_plot_path(args.plot)
     name, Xtr, ytr, Xte, yte = _training_data(args)
     n_out, ytr, yte = _n_outputs(args, ytr, yte)
     how = args.scale
@@ -460,6 +468,11 @@ def cmd_train(args):
     print(_result_line(where, result))
     model.save(args.output_model)
     print(f"saved model: {os.path.abspath(args.output_model)}")
+    if args.plot is not None:
+        from fastbp._plot import save_history_plot
+
+        save_history_plot(history, args.plot, title=f"{model}")
+        print(f"saved plot: {os.path.abspath(args.plot)}")
     return 0
 
 

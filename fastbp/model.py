@@ -6,6 +6,7 @@ import numbers
 import os
 import tempfile
 import time
+import warnings
 import zipfile
 
 import numba
@@ -71,6 +72,35 @@ class History:
         last = {k: vals[-1] for k, vals in self.history.items() if vals}
         return f"History(epochs={len(self.epochs)}, last={last})"
 
+    def plot(self, ax=None, *, accuracy=None, title=None):
+        """Draw the loss curves and, for classifiers, the accuracy curves per epoch.
+
+        Needs matplotlib (``pip install "fastbp[plot]"``), imported only here.
+        One panel holds every history key ending in "loss" ("loss", "val_loss"),
+        a second one every key ending in "accuracy" ("val_accuracy", present for
+        classifiers with validation data), against ``History.epochs``.
+
+        Parameters
+        ----------
+        ax : matplotlib Axes or sequence of two Axes, optional
+            Where to draw: None makes a new figure (``matplotlib.pyplot``) with one
+            or two panels; one Axes gets the losses, and the accuracies on a twin
+            y-axis (``ax.twinx()``); two Axes get the losses and the accuracies.
+        accuracy : bool, optional
+            Draw the accuracy curves; default: when the history has any.
+        title : str, optional
+            Title of the figure (of the losses' Axes when ``ax`` is given).
+
+        Returns
+        -------
+        (figure, list of Axes)
+            The figure and the Axes drawn on: ``[loss_ax]`` or
+            ``[loss_ax, accuracy_ax]``.
+        """
+        from fastbp._plot import plot_history
+
+        return plot_history(self, ax=ax, accuracy=accuracy, title=title)
+
 
 class Model:
     """A fully connected network trained by backpropagation on fastbp's kernels.
@@ -96,6 +126,10 @@ class Model:
         Every parameter, layer by layer: W^1, b^1, W^2, b^2, ...
     weights, biases : list of ndarray
         Views into ``params``: ``weights[l - 1]`` is W^l, shape (n_l, n_(l-1)).
+    epochs_done : int
+        Epochs trained in total, across ``fit`` calls (an epoch undone after a
+        divergence does not count); saved and restored by :meth:`save` and
+        :meth:`load`, so a resumed run goes on with ``epochs=total - epochs_done``.
 
     Examples
     --------
@@ -139,6 +173,10 @@ class Model:
         self._make_views()
         self._initialise(np.random.default_rng(init_seq))
         self._reset_optimizer(None)
+        self.epochs_done = 0
+        # state_dict() of the last lr schedule after its latest step (None before
+        # one): saved with the model, resumed by a matching schedule (schedules.py)
+        self._schedule_state = None
 
     # -- construction helpers -------------------------------------------------
 
@@ -532,6 +570,10 @@ class Model:
                 logs = {**record, "lr": epoch_lr}
                 if schedule is not None:
                     schedule.step(dict(logs))
+                    # before the callbacks: a ModelCheckpoint saves the state
+                    # after this epoch's step, from which the next epoch starts
+                    self._schedule_state = schedule.state_dict()
+                self.epochs_done += 1
                 cbs.call("on_epoch_end", self, epoch, logs)
                 if self.stop_training:
                     break
@@ -562,12 +604,23 @@ class Model:
 
     def save(self, path):
         """Write the model to exactly ``path`` (an .npz archive), atomically: a
-        temporary file in the same folder, then ``os.replace``."""
+        temporary file in the same folder, then ``os.replace``.
+
+        The file holds the whole training state: the configuration, the
+        parameters, the optimizer's buffers, settings and step count, the
+        shuffling generator's state, :attr:`epochs_done`, the state of the last
+        lr schedule (see :mod:`fastbp.schedules`) and the fastbp version. So
+        ``Model.load(path).fit(...)`` for the remaining epochs, with the same
+        data and fit arguments (and a schedule built as before), gives the
+        parameters of the run that never stopped, bit for bit.
+        """
         path = os.fspath(path)
         meta = {"format": _FORMAT, "format_version": _FORMAT_VERSION,
                 "fastbp_version": __version__, "config": self._config(),
                 "optimizer": list(self._opt_key) if self._opt_key else None,
-                "step": self._step, "rng_state": self._rng.bit_generator.state}
+                "step": self._step, "rng_state": self._rng.bit_generator.state,
+                "epochs_done": self.epochs_done,
+                "lr_schedule": self._schedule_state_for_file()}
         folder = os.path.dirname(os.path.abspath(path))
         fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
         try:
@@ -611,10 +664,37 @@ class Model:
                                  f"expected {model.params.shape} {model.dtype}")
         model.params[...] = arrays["params"]
         model._buf1[...], model._buf2[...] = arrays["buf1"], arrays["buf2"]
-        model._opt_key = tuple(meta["optimizer"]) if meta.get("optimizer") else None
-        model._step = int(meta.get("step", 0))
-        model._rng.bit_generator.state = meta["rng_state"]
+        try:
+            model._opt_key = tuple(meta["optimizer"]) if meta.get("optimizer") else None
+            model._step = int(meta.get("step", 0))
+            model._rng.bit_generator.state = meta["rng_state"]
+            # files from before these keys: no epochs counted, no schedule
+            model.epochs_done = int(meta.get("epochs_done", 0))
+            schedule = meta.get("lr_schedule")
+            if model.epochs_done < 0 or not isinstance(schedule, (dict, type(None))):
+                raise ValueError("bad epochs_done or lr_schedule")
+            model._schedule_state = schedule
+        except (TypeError, ValueError, KeyError) as exc:
+            raise ValueError(f"{path} holds an invalid training state: {exc!r}") from None
+        written_by = meta.get("fastbp_version") or "(version not recorded)"
+        if written_by != __version__:
+            warnings.warn(
+                f"{path} was written by fastbp {written_by}, this is fastbp "
+                f"{__version__}: it loads, but training on from it may not repeat "
+                f"the bits fastbp {written_by} would give",
+                UserWarning, stacklevel=2)
         return model
+
+    def _schedule_state_for_file(self):
+        """The remembered schedule state if json can write it, else None (with a
+        warning): a custom schedule's odd state must not make a checkpoint fail."""
+        try:
+            json.dumps(self._schedule_state)
+        except (TypeError, ValueError) as exc:
+            warnings.warn(f"the lr schedule's state is not JSON-able ({exc}); the "
+                          "file is saved without it", UserWarning, stacklevel=3)
+            return None
+        return self._schedule_state
 
 
 _BLAS = None

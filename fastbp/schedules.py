@@ -15,6 +15,24 @@ another model it starts again from the beginning; given to the same model with a
 different ``lr`` it raises ``ValueError`` (call :meth:`LRSchedule.reset` to start
 again). The learning rate each epoch used is recorded as ``History.history["lr"]``.
 
+Resuming. The model remembers the state of the last schedule it trained with
+(:meth:`LRSchedule.state_dict`, updated after every epoch's step) and
+``Model.save`` stores it, so that a checkpoint holds the schedule as it was
+after that epoch. A schedule given to ``fit`` that is not already running for
+this model (a new object, or one used with another model) resumes from that
+remembered state when
+
+* it is of the same class (module and name),
+* its configuration (:meth:`LRSchedule.config`, the constructor arguments)
+  is equal, and
+* ``fit``'s ``lr`` equals the remembered ``base_lr``;
+
+otherwise, or when :meth:`LRSchedule.reset` was called since it was last used,
+it starts afresh at ``fit``'s ``lr``. So ``Model.load(path)`` and ``fit`` with
+the same arguments and a schedule built as before continues the run bit for bit
+(and a save/load round trip changes nothing). Call ``reset()`` to start a
+schedule afresh on a model that remembers one of the same kind.
+
 Examples
 --------
 >>> from fastbp.schedules import StepLR
@@ -29,6 +47,7 @@ Examples
 """
 
 import math
+import numbers
 import weakref
 
 from fastbp import _validation as v
@@ -45,6 +64,12 @@ __all__ = [
 class LRSchedule:
     """Base class: subclasses set ``self.lr`` in :meth:`_first_lr` and :meth:`_next_lr`.
 
+    A subclass lists its constructor arguments in ``_config_keys`` (the
+    schedule's :meth:`config`; without it every public number, string or bool
+    set before the start counts) and any progress besides ``base_lr``,
+    ``last_epoch`` and ``lr`` in ``_state_keys`` (JSON-able values), so that
+    :meth:`state_dict` captures it.
+
     Attributes
     ----------
     base_lr : float or None
@@ -58,16 +83,92 @@ class LRSchedule:
     """
 
     monitor = None
+    _config_keys = None  # None: the public scalar attributes (see the class doc)
+    _state_keys = ()
 
     def __init__(self):
         self.reset()
+        self._fresh_start = False  # reset() by the user: never resume
 
     def reset(self):
-        """Forget the progress: the next ``fit`` (or :meth:`start`) begins afresh."""
+        """Forget the progress: the next ``fit`` (or :meth:`start`) begins afresh,
+        also on a model that remembers a schedule of this kind."""
         self.base_lr = None
         self.last_epoch = -1
         self.lr = None
         self._model = None
+        self._fresh_start = True
+
+    # -- state ------------------------------------------------------------------
+
+    @classmethod
+    def _class_name(cls):
+        return f"{cls.__module__}.{cls.__qualname__}"
+
+    def config(self):
+        """The constructor arguments, a dict of JSON-able values.
+
+        Two schedules of one class with equal configs give the same rates from
+        the same state; :meth:`state_dict` holds it and resuming compares it.
+        """
+        if self._config_keys is not None:
+            return {key: getattr(self, key) for key in self._config_keys}
+        progress = {"base_lr", "last_epoch", "lr", *self._state_keys}
+        return {
+            key: _plain(value)
+            for key, value in sorted(vars(self).items())
+            if not key.startswith("_")
+            and key not in progress
+            and (value is None or isinstance(value, (str, bool, numbers.Real)))
+        }
+
+    def state_dict(self):
+        """Everything needed to continue the schedule, as a JSON-able dict:
+        "class", "config" (:meth:`config`), "base_lr", "last_epoch", "lr" and the
+        subclass's progress (ReduceLROnPlateau: "best", "num_bad_epochs",
+        "cooldown_counter"). Floats survive ``json`` exactly (Python writes the
+        shortest repr that reads back to the same float; inf as Infinity)."""
+        state = {
+            "class": self._class_name(),
+            "config": self.config(),
+            "base_lr": self.base_lr,
+            "last_epoch": self.last_epoch,
+            "lr": self.lr,
+        }
+        for key in self._state_keys:
+            state[key] = getattr(self, key, None)
+        return state
+
+    def load_state_dict(self, state):
+        """Continue from ``state`` (from :meth:`state_dict` of a schedule of the
+        same class and config; ValueError otherwise). Not tied to any model
+        until ``fit`` attaches it."""
+        if not self._matches(state):
+            raise ValueError(
+                f"cannot load the state of {_describe_state(state)} into "
+                f"{type(self).__name__} with config {self.config()}: the class and "
+                "config must be equal"
+            )
+        self.base_lr = None if state["base_lr"] is None else float(state["base_lr"])
+        self.last_epoch = int(state["last_epoch"])
+        self.lr = None if state["lr"] is None else float(state["lr"])
+        for key in self._state_keys:
+            setattr(self, key, state[key])
+        self._model = None
+        self._fresh_start = False
+
+    def _matches(self, state):
+        """Whether ``state`` comes from a schedule of this class and config."""
+        try:
+            return (
+                isinstance(state, dict)
+                and state.get("class") == self._class_name()
+                and state.get("config") == self.config()
+                and all(key in state for key in ("base_lr", "last_epoch", "lr"))
+                and all(key in state for key in self._state_keys)
+            )
+        except Exception:  # a config that cannot be compared
+            return False
 
     def start(self, base_lr):
         """Begin the schedule at ``base_lr``: ``lr`` becomes the first epoch's rate."""
@@ -93,7 +194,9 @@ class LRSchedule:
         raise NotImplementedError
 
     def _attach(self, model, base_lr, metrics):
-        """Called by ``fit``: continue for the same model and rate, else start."""
+        """Called by ``fit``: continue for the same model and rate; else resume
+        the model's remembered state when class, config and rate match (see the
+        module doc) and reset() was not called; else start."""
         if self.monitor is not None and self.monitor not in metrics:
             raise ValueError(
                 f"lr_schedule monitors {self.monitor!r}, which fit does not log "
@@ -110,11 +213,34 @@ class LRSchedule:
                     f"lr_schedule.reset() to start it again at lr={base_lr}"
                 )
             return
-        self.start(base_lr)
+        remembered = getattr(model, "_schedule_state", None)
+        if (
+            not getattr(self, "_fresh_start", False)
+            and remembered is not None
+            and self._matches(remembered)
+            and remembered["base_lr"] == base_lr
+        ):
+            self.load_state_dict(remembered)
+        else:
+            self.start(base_lr)
+        self._fresh_start = False
         self._model = weakref.ref(model)
 
     def __repr__(self):
         return f"{type(self).__name__}(lr={self.lr}, last_epoch={self.last_epoch})"
+
+
+def _plain(value):
+    """NumPy scalars -> the Python bool, int or float json writes."""
+    if isinstance(value, (str, bool)) or value is None:
+        return value
+    return int(value) if isinstance(value, numbers.Integral) else float(value)
+
+
+def _describe_state(state):
+    if isinstance(state, dict):
+        return f"{state.get('class')} with config {state.get('config')}"
+    return f"a {type(state).__name__}"
 
 
 class StepLR(LRSchedule):
@@ -123,6 +249,8 @@ class StepLR(LRSchedule):
     The rate of epoch ``e`` (from 0) is ``lr * gamma ** (e // step_size)``,
     computed by repeated multiplication as torch does.
     """
+
+    _config_keys = ("step_size", "gamma")
 
     def __init__(self, step_size, gamma=0.1):
         self.step_size = v.check_positive_int("step_size", step_size)
@@ -137,6 +265,8 @@ class StepLR(LRSchedule):
 
 class ExponentialLR(LRSchedule):
     """Multiply the rate by ``gamma`` after every epoch (torch's ``ExponentialLR``)."""
+
+    _config_keys = ("gamma",)
 
     def __init__(self, gamma):
         self.gamma = v.check_positive_float("gamma", gamma)
@@ -160,6 +290,8 @@ class CosineWithWarmup(LRSchedule):
     rates up to rounding over the first ``total_epochs`` epochs (after them torch's
     cosine rises again; this one stays at ``min_lr``).
     """
+
+    _config_keys = ("total_epochs", "warmup_epochs", "min_lr")
 
     def __init__(self, total_epochs, warmup_epochs=0, min_lr=0.0):
         self.total_epochs = v.check_positive_int("total_epochs", total_epochs)
@@ -215,6 +347,16 @@ class ReduceLROnPlateau(LRSchedule):
     """
 
     _EPS = 1e-8  # torch's default eps
+    _config_keys = (
+        "monitor",
+        "factor",
+        "patience",
+        "min_lr",
+        "threshold",
+        "mode",
+        "cooldown",
+    )
+    _state_keys = ("best", "num_bad_epochs", "cooldown_counter")
 
     def __init__(
         self,

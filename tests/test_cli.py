@@ -41,6 +41,7 @@ TRAIN_OPTIONS = [
     "--scale",
     "--output-model",
     "--no-progress",
+    "--plot",
 ]
 EVALUATE_OPTIONS = [
     "--data",
@@ -409,6 +410,77 @@ def test_threads_option_restores_thread_count(capsys, tmp_path, blobs_npz):
     )
     assert status == 0 and "1 threads" in out
     assert numba.get_num_threads() == before
+
+
+# ---------------------------------------------------------------------------- --plot
+
+
+def test_train_plot_writes_a_png_of_the_history(
+    capsys, tmp_path, blobs_npz, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    from fastbp import _plot
+
+    drawn = []
+    real = _plot.plot_history
+
+    def recording(history, **kwargs):
+        fig, axes = real(history, **kwargs)
+        drawn.append((history, axes))
+        return fig, axes
+
+    monkeypatch.setattr(_plot, "plot_history", recording)
+    plot = tmp_path / "curves.png"
+    status, out, err = run(
+        capsys,
+        "train",
+        "--data",
+        blobs_npz,
+        *SMALL,
+        "--output-model",
+        tmp_path / "m.npz",
+        "--plot",
+        plot,
+    )
+    assert status == 0, err
+    assert f"saved plot: {plot}" in out
+    data = plot.read_bytes()
+    assert data.startswith(b"\x89PNG\r\n\x1a\n") and data[12:16] == b"IHDR"
+    ((history, (loss_ax, acc_ax)),) = drawn
+    assert history.epochs == [1, 2, 3]
+    lines = {line.get_label(): line for line in loss_ax.get_lines()}
+    lines.update({line.get_label(): line for line in acc_ax.get_lines()})
+    assert set(lines) == {"loss", "val_loss", "val_accuracy"}
+    for key, line in lines.items():
+        np.testing.assert_array_equal(line.get_xdata(), [1, 2, 3])
+        np.testing.assert_array_equal(line.get_ydata(), history.history[key])
+    # the values printed per epoch are the ones drawn
+    printed = [float(v) for v in re.findall(r"  loss (\S+)", out)]
+    np.testing.assert_allclose(printed, history.history["loss"], atol=5e-5)
+
+
+def test_train_plot_errors_come_before_training(
+    capsys, tmp_path, blobs_npz, monkeypatch
+):
+    pytest.importorskip("matplotlib")
+    common = [
+        "train",
+        "--data",
+        blobs_npz,
+        *SMALL,
+        "--output-model",
+        tmp_path / "m.npz",
+    ]
+    status, out, err = run(capsys, *common, "--plot", tmp_path / "curves.xyz")
+    assert status == 2 and "--plot" in err and ".png" in err and out == ""
+    status, out, err = run(capsys, *common, "--plot", tmp_path / "no" / "c.png")
+    assert status == 2 and "does not exist" in err and out == ""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    status, out, err = run(capsys, *common, "--plot", tmp_path / "c.png")
+    assert status == 1 and out == ""
+    assert err.startswith("fastbp: error: ") and 'pip install "fastbp[plot]"' in err
+    assert err.count("\n") == 1
+    assert not (tmp_path / "m.npz").exists()
 
 
 def test_diverging_training_exits_1(capsys, tmp_path, blobs_npz):
