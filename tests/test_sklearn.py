@@ -1,0 +1,425 @@
+"""fastbp.sklearn: scikit-learn's MLP estimators on fastbp's kernels.
+
+With ``shuffle=False`` and one ``random_state`` the two implementations start from
+the same weights and walk the same trajectory, so most tests fit both and compare
+the fitted attributes: that proves the mapping (initialisation, L2 penalty, the
+learning-rate schedules with momentum, stopping rules, early stopping, reported
+losses), not just that training "works".
+"""
+
+import copy
+import pickle
+import subprocess
+import sys
+import warnings
+
+import numba
+import numpy as np
+import pytest
+
+pytest.importorskip("sklearn")
+
+from numpy.testing import assert_allclose, assert_array_equal  # noqa: E402
+from sklearn import neural_network as sknn  # noqa: E402
+from sklearn.base import clone  # noqa: E402
+from sklearn.datasets import load_iris  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning, NotFittedError  # noqa: E402
+from sklearn.model_selection import GridSearchCV  # noqa: E402
+from sklearn.neural_network._stochastic_optimizers import AdamOptimizer  # noqa: E402
+from sklearn.pipeline import make_pipeline  # noqa: E402
+from sklearn.preprocessing import StandardScaler  # noqa: E402
+from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
+from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
+
+from fastbp import sklearn as fbsk  # noqa: E402
+from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+
+# Same trajectory, different summation order: float64 results agree to ~1e-13
+# after tens of epochs (measured), so 1e-8 leaves room and still catches any
+# difference in the rules (those show at 1e-3 or more).
+TIGHT = dict(rtol=1e-8, atol=1e-12)
+
+_rng = np.random.RandomState(0)
+X = _rng.normal(size=(60, 5))
+TARGETS = {
+    "multiclass": _rng.randint(0, 3, 60),
+    "binary": np.array(["no", "yes"])[_rng.randint(0, 2, 60)],
+    "multilabel": _rng.randint(0, 2, (60, 3)),
+    "regression": _rng.normal(size=(60, 2)),
+}
+ACTIVATION = {"multiclass": "tanh", "binary": "relu", "multilabel": "logistic",
+              "regression": "tanh"}
+
+
+def _kind(target):
+    return "MLPRegressor" if target == "regression" else "MLPClassifier"
+
+
+def _fit_pair(target, sample_weight=None, **params):
+    """(sklearn's estimator, fastbp's) fitted with the same parameters."""
+    params = {"hidden_layer_sizes": (7, 4), "activation": ACTIVATION[target],
+              "random_state": 0, "shuffle": False, "max_iter": 20, **params}
+    pair = getattr(sknn, _kind(target))(**params), getattr(fbsk, _kind(target))(**params)
+    for est in pair:
+        est.fit(X, TARGETS[target], sample_weight=sample_weight)
+    return pair
+
+
+def _assert_same(sk, fb, loss_rtol=TIGHT["rtol"], **tol):
+    tol = tol or TIGHT
+    assert (fb.n_iter_, fb.t_, fb.n_layers_, fb.n_outputs_, fb.out_activation_) == (
+        sk.n_iter_, sk.t_, sk.n_layers_, sk.n_outputs_, sk.out_activation_)
+    for ours, theirs in zip(fb.coefs_ + fb.intercepts_, sk.coefs_ + sk.intercepts_,
+                            strict=True):
+        assert ours.shape == theirs.shape and ours.dtype == theirs.dtype
+        assert_allclose(ours, theirs, **tol)
+    assert_allclose(fb.loss_curve_, sk.loss_curve_, rtol=loss_rtol)
+    assert_allclose(fb.loss_, sk.loss_, rtol=loss_rtol)
+    if sk.best_loss_ is not None:
+        assert_allclose(fb.best_loss_, sk.best_loss_, rtol=loss_rtol)
+    if hasattr(sk, "predict_proba"):
+        assert_allclose(fb.predict_proba(X), sk.predict_proba(X), **tol)
+        assert_array_equal(fb.predict(X), sk.predict(X))
+    else:
+        assert_allclose(fb.predict(X), sk.predict(X), **tol)
+
+
+# (id, parameters, one batch per epoch?) -- mini-batches and alpha > 0 make the
+# loss_curve_ approximate (the L2 term is interpolated within the epoch).
+SGD_CASES = [
+    ("constant-plain-full-alpha", dict(momentum=0.0, alpha=1e-2)),
+    ("constant-nesterov-mini", dict(batch_size=16, alpha=0.0)),
+    ("constant-heavyball-mini-alpha", dict(nesterovs_momentum=False, batch_size=16,
+                                           alpha=1e-2)),
+    ("invscaling-nesterov-full-alpha", dict(learning_rate="invscaling",
+                                            learning_rate_init=0.5, alpha=1e-2)),
+    ("invscaling-heavyball-mini", dict(learning_rate="invscaling", learning_rate_init=0.5,
+                                       nesterovs_momentum=False, batch_size=7, alpha=0.0)),
+    ("adaptive-nesterov-full-alpha", dict(learning_rate="adaptive", tol=0.05,
+                                          n_iter_no_change=2, max_iter=40, alpha=1e-3)),
+    ("adaptive-heavyball-mini", dict(learning_rate="adaptive", tol=0.05, n_iter_no_change=2,
+                                     max_iter=40, nesterovs_momentum=False, batch_size=16,
+                                     alpha=0.0)),
+]
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+@pytest.mark.parametrize("params", [p for _, p in SGD_CASES],
+                         ids=[i for i, _ in SGD_CASES])
+def test_sgd_follows_sklearn(target, params):
+    params = {"solver": "sgd", "learning_rate_init": 0.1, **params}
+    sk, fb = _fit_pair(target, **params)
+    exact_loss = params.get("batch_size", 60) >= 60 or params["alpha"] == 0
+    _assert_same(sk, fb, loss_rtol=TIGHT["rtol"] if exact_loss else 1e-3)
+    if params.get("learning_rate") == "adaptive":  # the case does divide the rate
+        assert fb._lr == pytest.approx(sk._optimizer.learning_rate, rel=1e-12)
+        assert fb._lr < params["learning_rate_init"]
+
+
+def _adam_torch_eps(self, grads):
+    """sklearn's Adam with epsilon where torch (and fastbp) put it."""
+    self.t += 1
+    b1, b2 = self.beta_1, self.beta_2
+    self.ms = [b1 * m + (1 - b1) * g for m, g in zip(self.ms, grads, strict=True)]
+    self.vs = [b2 * v + (1 - b2) * g**2 for v, g in zip(self.vs, grads, strict=True)]
+    step = self.learning_rate_init / (1 - self.beta_1**self.t)
+    bc2 = np.sqrt(1 - self.beta_2**self.t)
+    return [-step * m / (np.sqrt(v) / bc2 + self.epsilon)
+            for m, v in zip(self.ms, self.vs, strict=True)]
+
+
+@pytest.mark.parametrize("target", ["multiclass", "regression"])
+@pytest.mark.parametrize("batch_size", [60, 16], ids=["full", "mini"])
+def test_adam_equals_sklearn_up_to_epsilon_placement(monkeypatch, target, batch_size):
+    params = dict(solver="adam", learning_rate_init=0.01, batch_size=batch_size, alpha=1e-3)
+    # Stock sklearn: close. Adam's steps are ~lr whatever the gradient, so the
+    # effective epsilon (sklearn 1e-8, fastbp 1e-8 sqrt(1 - beta_2^t)) shows on
+    # weights with small gradients: measured <= 3.1e-5 apart (1.3e-4 relative
+    # where |w| > 1e-3), losses <= 6e-7 relative.
+    sk, fb = _fit_pair(target, **params)
+    _assert_same(sk, fb, loss_rtol=1e-5, rtol=1e-3, atol=1e-5)
+    # sklearn with torch's epsilon placement: the same trajectory.
+    monkeypatch.setattr(AdamOptimizer, "_get_updates", _adam_torch_eps)
+    sk, fb = _fit_pair(target, **params)
+    _assert_same(sk, fb, loss_rtol=TIGHT["rtol"] if batch_size == 60 else 1e-3)
+
+
+@pytest.mark.parametrize("target", ["binary", "multiclass", "regression"])
+def test_early_stopping_follows_sklearn(target):
+    # binary is split stratified, multiclass (several binarized columns) is not,
+    # exactly as sklearn does; the best weights are restored at the end.
+    sk, fb = _fit_pair(target, solver="sgd", learning_rate_init=0.1, early_stopping=True,
+                       validation_fraction=0.25, n_iter_no_change=3, max_iter=60,
+                       tol=1e-3)
+    assert sk.n_iter_ < 60  # it stopped early
+    _assert_same(sk, fb)
+    assert_allclose(fb.validation_scores_, sk.validation_scores_, **TIGHT)
+    assert fb.best_validation_score_ == pytest.approx(sk.best_validation_score_, rel=1e-10)
+    assert fb.best_loss_ is None
+
+
+def test_early_stopping_restores_the_best_epoch():
+    # shuffle=True: fastbp's own trajectory. The run that stops at the first best
+    # epoch ends with the weights the longer run restored.
+    y = TARGETS["multiclass"]
+    params = dict(hidden_layer_sizes=(8,), solver="sgd", learning_rate_init=0.2,
+                  early_stopping=True, validation_fraction=0.3, n_iter_no_change=4,
+                  tol=0.0, random_state=3, max_iter=200)
+    long = MLPClassifier(**params).fit(X, y)
+    scores = long.validation_scores_
+    assert len(scores) == long.n_iter_ and long.best_validation_score_ == max(scores)
+    best = int(np.argmax(scores))
+    assert best < long.n_iter_ - 1  # the last epoch was not the best
+    short = MLPClassifier(**{**params, "max_iter": best + 1}).fit(X, y)
+    for a, b in zip(long.coefs_ + long.intercepts_, short.coefs_ + short.intercepts_,
+                    strict=True):
+        assert_array_equal(a, b)
+    unrestored = MLPClassifier(**{**params, "early_stopping": False,
+                                  "max_iter": long.n_iter_})
+    assert not np.array_equal(long.coefs_[0], unrestored.fit(X, y).coefs_[0])
+
+
+@pytest.mark.parametrize("target", ["multiclass", "binary", "regression"])
+def test_sample_weight_follows_sklearn(target):
+    # With several batches an epoch, fastbp's epoch loss is the weighted mean over
+    # the epoch, sklearn's the mean of per-batch weighted means: ~2% apart here.
+    sw = np.random.RandomState(1).uniform(0.2, 3.0, size=X.shape[0])
+    for params, loss_rtol in [(dict(alpha=1e-2), TIGHT["rtol"]),
+                              (dict(alpha=1e-2, batch_size=16), 5e-2)]:
+        sk, fb = _fit_pair(target, sample_weight=sw, solver="sgd", learning_rate_init=0.1,
+                           tol=0.0, **params)
+        _assert_same(sk, fb, loss_rtol=loss_rtol)
+
+
+def test_integer_sample_weight_equals_repeated_samples():
+    y = TARGETS["multiclass"]
+    sw = np.random.RandomState(2).randint(0, 4, size=X.shape[0])
+    params = dict(hidden_layer_sizes=(6,), solver="sgd", learning_rate_init=0.1,
+                  alpha=1e-2, max_iter=15, random_state=0)  # one batch an epoch
+    weighted = MLPClassifier(**params).fit(X, y, sample_weight=sw)
+    repeated = MLPClassifier(**params).fit(X.repeat(sw, axis=0), y.repeat(sw))
+    assert_allclose(weighted.predict_proba(X), repeated.predict_proba(X), **TIGHT)
+    assert_allclose(weighted.loss_curve_, repeated.loss_curve_, **TIGHT)
+
+
+def test_float32_stays_float32_and_follows_sklearn():
+    X32 = X.astype(np.float32)
+    params = dict(hidden_layer_sizes=(7,), solver="sgd", learning_rate_init=0.1,
+                  shuffle=False, random_state=0, max_iter=10)
+    sk = sknn.MLPClassifier(**params).fit(X32, TARGETS["multiclass"])
+    fb = MLPClassifier(**params).fit(X32, TARGETS["multiclass"])
+    assert all(c.dtype == np.float32 for c in fb.coefs_ + fb.intercepts_)
+    assert fb.predict_proba(X32).dtype == np.float32
+    for ours, theirs in zip(fb.coefs_ + fb.intercepts_, sk.coefs_ + sk.intercepts_,
+                            strict=True):
+        assert_allclose(ours, theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_verbose_prints_what_sklearn_prints(capsys):
+    params = dict(solver="sgd", learning_rate="adaptive", learning_rate_init=0.1, tol=0.05,
+                  n_iter_no_change=2, max_iter=12, verbose=True)
+    outputs = []
+    for early_stopping in (False, True):
+        _fit_pair("multiclass", early_stopping=early_stopping, **params)
+        sk_out, fb_out = capsys.readouterr().out.split("Iteration 1,", 2)[1:]
+        outputs.append(fb_out)
+        assert fb_out == sk_out
+    assert "Setting learning rate to" in outputs[0] and "Validation score" in outputs[1]
+
+
+def test_warm_start_follows_sklearn():
+    pair = _fit_pair("multiclass", solver="sgd", learning_rate_init=0.1, max_iter=5)
+    for est in pair:  # a second fit continues the weights, with a new optimizer
+        est.set_params(warm_start=True, max_iter=4).fit(X, TARGETS["multiclass"])
+    assert len(pair[1].loss_curve_) == 9
+    _assert_same(*pair)
+
+
+def test_partial_fit_follows_sklearn():
+    y = TARGETS["multiclass"]
+    params = dict(hidden_layer_sizes=(7,), solver="sgd", learning_rate="invscaling",
+                  learning_rate_init=0.3, shuffle=False, random_state=0, batch_size=16)
+    sk, fb = sknn.MLPClassifier(**params), MLPClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # partial_fit warns of nothing
+        for _ in range(4):
+            for est in (sk, fb):
+                est.partial_fit(X, y, classes=[0, 1, 2])
+    _assert_same(sk, fb, loss_rtol=1e-5)  # 4 batches an epoch and alpha > 0
+    with pytest.raises(ValueError, match="classes not in"):
+        fb.partial_fit(X, y + 5)
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_partial_fit_equals_fit_one_epoch_at_a_time(solver):
+    y = TARGETS["regression"]
+    params = dict(hidden_layer_sizes=(9,), solver=solver, learning_rate="invscaling",
+                  learning_rate_init=0.05, batch_size=8, random_state=4, tol=0.0)
+    whole = MLPRegressor(max_iter=5, **params).fit(X, y)
+    steps = MLPRegressor(**params)
+    for _ in range(5):
+        steps.partial_fit(X, y)
+    assert steps.n_iter_ == 1 and steps.t_ == whole.t_ == 5 * X.shape[0]
+    for a, b in zip(whole.coefs_ + whole.intercepts_, steps.coefs_ + steps.intercepts_,
+                    strict=True):
+        assert_array_equal(a, b)
+    assert_array_equal(whole.loss_curve_, steps.loss_curve_)
+
+
+def test_pipeline_and_grid_search_follow_sklearn():
+    X_iris, y_iris = load_iris(return_X_y=True)
+    grid = {"mlpclassifier__alpha": [1e-4, 1.0],
+            "mlpclassifier__hidden_layer_sizes": [(3,), (12,)]}
+    params = dict(solver="sgd", learning_rate_init=0.05, max_iter=15, shuffle=False,
+                  random_state=0)
+    results = []
+    for cls in (sknn.MLPClassifier, MLPClassifier):
+        search = GridSearchCV(make_pipeline(StandardScaler(), cls(**params)), grid, cv=3)
+        results.append(search.fit(X_iris, y_iris))
+    sk, fb = results
+    assert_allclose(fb.cv_results_["mean_test_score"], sk.cv_results_["mean_test_score"])
+    assert fb.best_params_ == sk.best_params_
+    assert isinstance(fb.best_estimator_[-1], MLPClassifier)
+    assert fb.score(X_iris, y_iris) == pytest.approx(sk.score(X_iris, y_iris))
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_pickle_clone_and_deepcopy(kind):
+    y = TARGETS["multiclass"] if kind == "classifier" else TARGETS["regression"]
+    cls = MLPClassifier if kind == "classifier" else MLPRegressor
+    first = {"classes": [0, 1, 2]} if kind == "classifier" else {}
+    est = cls(hidden_layer_sizes=(6,), solver="adam", random_state=1, batch_size=16)
+    est.partial_fit(X, y, **first)
+    after_one = [c.copy() for c in est.coefs_]
+    method = "predict_proba" if kind == "classifier" else "predict"
+    before = getattr(est, method)(X)
+    copies = [pickle.loads(pickle.dumps(est)), copy.deepcopy(est)]
+    est.partial_fit(X, y)
+    for other in copies:
+        assert_array_equal(getattr(other, method)(X), before)
+        # the optimizer state and the shuffling stream travel too
+        other.partial_fit(X, y)
+        assert_array_equal(getattr(other, method)(X), getattr(est, method)(X))
+        assert_array_equal(other.coefs_[0], est.coefs_[0])
+        # coefs_ are still views into the network's parameters
+        other.coefs_[0][...] = 0.0
+        assert_array_equal(other._model.weights[0], 0.0)
+    copied = clone(est)
+    assert copied.get_params() == est.get_params() and not hasattr(copied, "coefs_")
+    assert_array_equal(copied.partial_fit(X, y, **first).coefs_[0], after_one[0])
+
+
+def test_assigned_coefs_are_used_like_sklearn():
+    sk, fb = _fit_pair("multiclass", solver="sgd", max_iter=3, learning_rate_init=0.1)
+    rng = np.random.RandomState(5)
+    new = [rng.normal(size=c.shape) for c in sk.coefs_]
+    sk.coefs_, fb.coefs_ = new, [c.copy() for c in new]
+    assert_allclose(fb.predict_proba(X), sk.predict_proba(X), **TIGHT)
+
+
+def test_sparse_input_equals_dense():
+    from scipy import sparse
+
+    y = TARGETS["multiclass"]
+    Xs = X.copy()
+    Xs[np.abs(Xs) < 0.8] = 0.0
+    params = dict(hidden_layer_sizes=(5,), max_iter=5, random_state=0)
+    dense = MLPClassifier(**params).fit(Xs, y)
+    sp = MLPClassifier(**params).fit(sparse.csr_matrix(Xs), y)
+    assert_array_equal(sp.coefs_[0], dense.coefs_[0])
+    assert_array_equal(sp.predict_proba(sparse.csc_matrix(Xs)), dense.predict_proba(Xs))
+
+
+def test_n_threads_does_not_change_results():
+    rng = np.random.RandomState(0)
+    Xb, yb = rng.normal(size=(400, 30)), rng.randint(0, 3, 400)  # big enough for 2 parts
+    before = numba.get_num_threads()
+    fits = [MLPClassifier(hidden_layer_sizes=(256,), max_iter=2, random_state=0,
+                          n_threads=n).fit(Xb, yb) for n in (1, 2)]
+    assert numba.get_num_threads() == before
+    assert_array_equal(fits[0].coefs_[0], fits[1].coefs_[0])
+    assert_array_equal(fits[0].predict_proba(Xb), fits[1].predict_proba(Xb))
+
+
+def test_convergence_warning_at_max_iter():
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\)"):
+        MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, X[:, 0])
+
+
+@pytest.mark.parametrize(
+    "params, error, match",
+    [
+        (dict(activation="softplus"), InvalidParameterError, "activation"),
+        (dict(learning_rate_init=0.0), InvalidParameterError, "learning_rate_init"),
+        (dict(momentum=1.5), InvalidParameterError, "momentum"),
+        (dict(batch_size=0), InvalidParameterError, "batch_size"),
+        (dict(n_threads=0), InvalidParameterError, "n_threads"),
+        (dict(n_iter_no_change=0), InvalidParameterError, "n_iter_no_change"),
+        (dict(hidden_layer_sizes=(4, 0)), ValueError, "hidden_layer_sizes must be > 0"),
+        (dict(solver="lbfgs"), NotImplementedError, "lbfgs"),
+        (dict(beta_1=0.8), NotImplementedError, "beta_1"),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_bad_parameters_raise_sklearn_errors(params, error, match):
+    assert issubclass(InvalidParameterError, ValueError)
+    with pytest.raises(error, match=match):
+        MLPClassifier(**params).fit(X, TARGETS["binary"])
+
+
+def test_other_sklearn_errors():
+    with pytest.raises(NotImplementedError, match="poisson"):
+        MLPRegressor(loss="poisson").fit(X, np.abs(X[:, 0]))
+    with pytest.raises(InvalidParameterError, match="loss"):
+        MLPRegressor(loss="huber").fit(X, X[:, 0])
+    with pytest.raises(NotFittedError):
+        MLPClassifier().predict(X)
+    with pytest.raises(ValueError, match="classes must be passed"):
+        MLPClassifier().partial_fit(X, TARGETS["binary"])
+    with pytest.raises(ValueError, match="validation set is too small"):
+        MLPRegressor(early_stopping=True, validation_fraction=0.01).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="partial_fit does not support early_stopping"):
+        MLPRegressor(early_stopping=True).partial_fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="non-finite parameter weights"):  # diverges
+        MLPRegressor(solver="sgd", learning_rate_init=1.0, random_state=0).fit(
+            X, X[:, 0] * 1e6)
+    assert not hasattr(MLPClassifier(solver="lbfgs"), "partial_fit")  # as in sklearn
+    fitted = MLPRegressor(hidden_layer_sizes=(3,), max_iter=1).fit(X, X[:, 0])
+    with pytest.raises(ValueError, match="features"):
+        fitted.predict(X[:, :4])
+    with pytest.raises(ValueError, match="layer sizes"):
+        fitted.set_params(warm_start=True, hidden_layer_sizes=(4,)).fit(X, X[:, 0])
+
+
+def test_compare_digits_runs_both_and_formats_a_table():
+    rows = fbsk.compare_digits(random_states=(0,), repeats=1, max_iter=2,
+                               dtypes=("float32",), hidden_layer_sizes=(16,),
+                               learning_rate_init=0.01)
+    assert [(r["name"], r["dtype"]) for r in rows] == [("scikit-learn", "float32"),
+                                                       ("fastbp", "float32")]
+    for r in rows:
+        assert r["n_iter"] == [2] and 0.5 < r["accuracy"][0] <= 1 and r["seconds"] > 0
+    table = fbsk.format_comparison(rows)
+    assert table.count("\n") == 3 and "| fastbp | float32 |" in table
+
+
+def test_docstring_examples():
+    import doctest
+
+    result = doctest.testmod(fbsk)
+    assert result.attempted >= 6 and result.failed == 0
+
+
+def test_import_fastbp_does_not_import_sklearn():
+    code = "import sys, fastbp; assert 'sklearn' not in sys.modules, 'sklearn imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@parametrize_with_checks(
+    # max_iter=100 as sklearn's own checks give its MLPs
+    [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)],
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
