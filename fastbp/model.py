@@ -178,6 +178,17 @@ class Model:
         # one): saved with the model, resumed by a matching schedule (schedules.py)
         self._schedule_state = None
 
+    # -- pickling: weights/biases are views into params ------------------------
+
+    def __getstate__(self):
+        # Pickled as they are, the views would come back as copies detached from
+        # ``params`` (writes into model.weights[l] would no longer train).
+        return {k: v for k, v in vars(self).items() if k not in ("weights", "biases")}
+
+    def __setstate__(self, state):
+        vars(self).update(state)
+        self._make_views()
+
     # -- construction helpers -------------------------------------------------
 
     def _make_views(self):

@@ -133,19 +133,6 @@ def _store_params(est, params):
             setattr(est, name, value)
 
 
-def _pack_model(model):
-    """A picklable dict of a Model's state: its attributes without the views
-    ``weights``/``biases``, which would unpickle as copies detached from ``params``."""
-    return {k: v for k, v in vars(model).items() if k not in ("weights", "biases")}
-
-
-def _unpack_model(state):
-    model = Model.__new__(Model)
-    vars(model).update(state)
-    model._make_views()
-    return model
-
-
 class _BaseMLP(BaseEstimator):
     """Shared fit/predict machinery; use MLPClassifier or MLPRegressor."""
 
@@ -482,20 +469,17 @@ class _BaseMLP(BaseEstimator):
             return np.nan
         return score_function(y, y_pred, sample_weight=sample_weight)
 
-    # -- pickling: the Model's views would unpickle as copies -------------------------
+    # -- pickling: coefs_/intercepts_ are views into the Model, rebuilt on load -------
 
     def __getstate__(self):
         state = dict(super().__getstate__())
         if state.get("_model") is not None:
             self._sync_model()
-            state["_model"] = _pack_model(self._model)
             state.pop("coefs_", None)
             state.pop("intercepts_", None)
         return state
 
     def __setstate__(self, state):
-        if isinstance(state.get("_model"), dict):
-            state = dict(state, _model=_unpack_model(state["_model"]))
         super().__setstate__(state)
         self._set_views()
 

@@ -336,3 +336,24 @@ def test_docstring_examples_run():
 
     result = doctest.testmod(fastbp.model)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_pickle_keeps_views_and_training_state():
+    """A pickled model comes back with weights/biases as views into params (not
+    detached copies) and trains on exactly as the original would."""
+    import pickle
+
+    X = np.random.default_rng(0).normal(size=(20, 3))
+    y = np.random.default_rng(1).integers(0, 2, size=20)
+    model = fastbp.Model([3, 5, 2], output="softmax", loss="cross_entropy", seed=3,
+                         dtype="float64")
+    model.fit(X, y, epochs=2, batch_size=4, lr=0.1, momentum=0.9)
+    copy = pickle.loads(pickle.dumps(model))
+    assert np.shares_memory(copy.weights[0], copy.params)
+    assert np.shares_memory(copy.biases[1], copy.params)
+    copy.weights[0][0, 0] = 42.0
+    assert 42.0 in copy.params and 42.0 not in model.params
+    copy.weights[0][0, 0] = model.weights[0][0, 0]
+    model.fit(X, y, epochs=2, batch_size=4, lr=0.1, momentum=0.9)
+    copy.fit(X, y, epochs=2, batch_size=4, lr=0.1, momentum=0.9)
+    np.testing.assert_array_equal(copy.params, model.params)
