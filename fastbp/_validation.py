@@ -270,6 +270,20 @@ def check_fraction(name, value):
     return value
 
 
+def check_betas(value):
+    """Adam's (beta1, beta2): two real numbers in [0, 1)."""
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__len__") or len(value) != 2:
+        raise TypeError(f"betas must be a pair (beta1, beta2), got {_describe(value)}")
+    out = []
+    for k, beta in enumerate(value):
+        if isinstance(beta, bool) or not isinstance(beta, numbers.Real):
+            raise TypeError(f"betas[{k}] must be a real number in [0, 1), got {_describe(beta)}")
+        if not 0.0 <= float(beta) < 1.0:  # False for NaN too
+            raise ValueError(f"betas[{k}] must be in [0, 1), got {float(beta)}")
+        out.append(float(beta))
+    return tuple(out)
+
+
 def check_monitor(name, value):
     """The name of a logged value such as "val_loss"."""
     if not isinstance(value, str) or not value:

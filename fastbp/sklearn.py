@@ -29,9 +29,7 @@ Differences from scikit-learn, all small and deliberate:
   scikit-learn adds it to sqrt(v) before the correction: fastbp's effective epsilon
   is ``epsilon * sqrt(1 - beta_2**t)``, smaller, which changes a step by a relative
   ~epsilon / sqrt(v) (20 epochs of a small net: weights within 3e-5, losses within
-  1e-6 relative; with sklearn's epsilon moved, within 1e-14). Only the default
-  ``beta_1``, ``beta_2`` and ``epsilon`` are supported for now (others raise
-  ``NotImplementedError``): fastbp.Model fixes them to torch's defaults.
+  1e-6 relative; with sklearn's epsilon moved, within 1e-14).
 - ``loss_curve_`` includes the L2 term ``alpha/2 ||W||^2`` as scikit-learn does,
   but scikit-learn adds it per batch with that batch's weights, which one epoch
   call does not expose: the term is interpolated linearly between the weights at
@@ -98,7 +96,6 @@ __all__ = ["MLPClassifier", "MLPRegressor", "compare_digits"]
 
 _HIDDEN = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
 _OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax"}
-_ADAM_DEFAULTS = (0.9, 0.999, 1e-8)  # fastbp.Model's (torch's) betas and eps
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may "
                "contain large values and need to be preprocessed.")
 
@@ -176,13 +173,6 @@ class _BaseMLP(BaseEstimator):
             raise NotImplementedError(
                 "loss='poisson' is not supported by fastbp.sklearn (fastbp has no "
                 "exponential output): use loss='squared_error'")
-        adam_settings = (self.beta_1, self.beta_2, self.epsilon)
-        if self.solver == "adam" and adam_settings != _ADAM_DEFAULTS:
-            # fastbp.Model.fit fixes Adam's betas and eps to torch's defaults.
-            raise NotImplementedError(
-                "fastbp.sklearn supports Adam with beta_1=0.9, beta_2=0.999 and "
-                f"epsilon=1e-8 only, got beta_1={self.beta_1}, beta_2={self.beta_2}, "
-                f"epsilon={self.epsilon}")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         hidden = self.hidden_layer_sizes
@@ -329,6 +319,9 @@ class _BaseMLP(BaseEstimator):
         fit_kw = dict(batch_size=batch_size, optimizer=self.solver, momentum=momentum,
                       nesterov=bool(sgd and self.nesterovs_momentum and momentum > 0),
                       shuffle=bool(self.shuffle), n_threads=self.n_threads)
+        if self.solver == "adam":
+            fit_kw.update(betas=(float(self.beta_1), float(self.beta_2)),
+                          eps=float(self.epsilon))
         if self.alpha:
             fit_kw["l2"] = float(self.alpha)
         if sample_weight is not None:

@@ -357,3 +357,37 @@ def test_pickle_keeps_views_and_training_state():
     model.fit(X, y, epochs=2, batch_size=4, lr=0.1, momentum=0.9)
     copy.fit(X, y, epochs=2, batch_size=4, lr=0.1, momentum=0.9)
     np.testing.assert_array_equal(copy.params, model.params)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(optimizer="adam", betas=(0.9,)), TypeError, "betas must be a pair"),
+        (dict(optimizer="adam", betas=(0.9, 1.0)), ValueError, r"betas\[1\]"),
+        (dict(optimizer="adam", betas=(float("nan"), 0.9)), ValueError, r"betas\[0\]"),
+        (dict(optimizer="adam", betas=("a", 0.9)), TypeError, r"betas\[0\]"),
+        (dict(optimizer="adam", eps=-1.0), ValueError, "eps"),
+        (dict(optimizer="sgd", betas=(0.8, 0.9)), ValueError, "optimizer='adam' only"),
+        (dict(optimizer="sgd", eps=1e-3), ValueError, "optimizer='adam' only"),
+    ],
+)
+def test_bad_adam_settings_raise(kwargs, error, match):
+    X = np.zeros((4, 3))
+    model = fastbp.Model([3, 2], seed=0)
+    before = model.params.copy()
+    with pytest.raises(error, match=match):
+        model.fit(X, np.zeros((4, 2)), **kwargs)
+    assert np.array_equal(model.params, before)
+
+
+def test_changing_betas_resets_adam_state():
+    X = np.random.default_rng(0).normal(size=(8, 3))
+    Y = np.random.default_rng(1).normal(size=(8, 2))
+    a = fastbp.Model([3, 2], seed=0, dtype="float64")
+    b = fastbp.Model([3, 2], seed=0, dtype="float64")
+    a.fit(X, Y, optimizer="adam", lr=0.01)
+    a.fit(X, Y, optimizer="adam", lr=0.01, betas=(0.5, 0.9))  # new settings: fresh moments
+    b.fit(X, Y, optimizer="adam", lr=0.01)
+    b._reset_optimizer(None)
+    b.fit(X, Y, optimizer="adam", lr=0.01, betas=(0.5, 0.9))
+    np.testing.assert_array_equal(a.params, b.params)

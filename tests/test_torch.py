@@ -295,3 +295,19 @@ def test_fit_twice_equals_fit_once_shuffled(opt_id):
     twice.fit(X, T, epochs=1, batch_size=3, shuffle=True, **fit_kwargs)
     twice.fit(X, T, epochs=1, batch_size=3, shuffle=True, **fit_kwargs)
     np.testing.assert_array_equal(twice.params, once.params)
+
+
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["bs1", "bs4-partial"])
+def test_adam_betas_and_eps_match_torch(batch_size):
+    """Non-default betas and eps reach the kernels (online and mini-batch)."""
+    X, T = make_data("softmax", "cross_entropy", seed=2)
+    model = make_model("tanh", "softmax", "cross_entropy", "float64", seed=2)
+    net = TorchMLP(model)
+    kwargs = dict(lr=0.01, betas=(0.8, 0.95), eps=1e-3)
+    model.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, optimizer="adam", **kwargs)
+    torch_train(net, X, T, batch_size, 2, torch.optim.Adam, kwargs, "float64")
+    np.testing.assert_allclose(model.params, net.flat(), **TRAJ_TOL["float64"])
+    default = make_model("tanh", "softmax", "cross_entropy", "float64", seed=2)
+    default.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, optimizer="adam",
+                lr=0.01)
+    assert np.abs(default.params - model.params).max() > 1e-4  # the settings mattered
