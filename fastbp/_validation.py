@@ -127,6 +127,16 @@ def _check_finite_fits(name, arr, dtype):
             )
 
 
+def _kernel_ready(arr, dtype):
+    """C-contiguous, ``dtype`` and writeable (a view of ``arr`` when it already is).
+
+    A read-only array (a memory map, np.broadcast_to, a frozen buffer) has its
+    own numba type: the kernels would be compiled again for it, so it is copied.
+    """
+    out = np.ascontiguousarray(arr, dtype=dtype)
+    return out if out.flags.writeable else out.copy()
+
+
 def check_X(name, X, n_features, dtype, allow_1d=False):
     """Return a C-contiguous ``dtype`` copy/view of X as 2-D and whether it was 1-D."""
     arr = _as_real_array(name, X)
@@ -143,7 +153,7 @@ def check_X(name, X, n_features, dtype, allow_1d=False):
             f"{name} has {arr.shape[1]} features per sample, the model expects {n_features}"
         )
     _check_finite_fits(name, arr, dtype)
-    return np.ascontiguousarray(arr, dtype=dtype), one_sample
+    return _kernel_ready(arr, dtype), one_sample
 
 
 def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy):
@@ -182,7 +192,7 @@ def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy):
     _check_finite_fits(name, T, dtype)
     if cross_entropy and T.size and (T.min() < 0 or T.max() > 1):
         raise ValueError(f"{name} targets for cross_entropy must lie in [0, 1]")
-    return np.ascontiguousarray(T, dtype=dtype)
+    return _kernel_ready(T, dtype)
 
 
 def check_sample_weight(value, n_samples, dtype):

@@ -391,3 +391,25 @@ def test_changing_betas_resets_adam_state():
     b._reset_optimizer(None)
     b.fit(X, Y, optimizer="adam", lr=0.01, betas=(0.5, 0.9))
     np.testing.assert_array_equal(a.params, b.params)
+
+
+def test_read_only_inputs_are_accepted_and_left_alone():
+    """Read-only X/Y (e.g. memory maps) train like writeable ones; fastbp hands
+    the kernels a writeable copy so they are not compiled again for them."""
+    X = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
+    y = np.random.default_rng(1).integers(0, 2, size=12)
+    Xr, yr = X.copy(), y.copy()
+    Xr.flags.writeable = False
+    yr.flags.writeable = False
+    a = fastbp.Model([3, 4, 2], output="softmax", loss="cross_entropy", seed=0)
+    b = fastbp.Model([3, 4, 2], output="softmax", loss="cross_entropy", seed=0)
+    a.fit(X, y, epochs=2, batch_size=4)
+    b.fit(Xr, yr, epochs=2, batch_size=4)
+    np.testing.assert_array_equal(a.params, b.params)
+    np.testing.assert_array_equal(a.predict(X), b.predict(Xr))
+    from fastbp import _validation
+
+    view, _ = _validation.check_X("X", Xr, 3, np.dtype(np.float32))
+    assert view.flags.writeable and not np.shares_memory(view, Xr)
+    same, _ = _validation.check_X("X", X, 3, np.dtype(np.float32))
+    assert np.shares_memory(same, X)  # writeable data is not copied
