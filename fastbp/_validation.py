@@ -250,7 +250,8 @@ def check_validation_data(value):
 
 # -- fit's callbacks, schedules, validation split and threads ----------------------
 
-CALLBACK_HOOKS = ("on_fit_begin", "on_epoch_end", "on_fit_end", "on_divergence", "on_exception")
+CALLBACK_HOOKS = ("on_fit_begin", "on_epoch_end", "on_batches_end", "on_fit_end",
+                  "on_divergence", "on_exception")
 
 
 def check_nonneg_int(name, value):

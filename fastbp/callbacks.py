@@ -12,6 +12,13 @@ calls them in the order the callbacks were given:
     After each epoch (``epoch`` counts from 1 in each ``fit`` call). ``logs``:
     "loss", "samples_per_second", "lr" (the rate the epoch used) and, with
     validation data, "val_loss" and, for classifiers, "val_accuracy".
+``on_batches_end(model, epoch, logs)``
+    During an epoch, after each run of batches (for progress displays). ``logs``:
+    "batches" and "samples" done so far in the epoch, "n_batches", "n_samples".
+    Only callbacks that define it (not the no-op of :class:`Callback`) and do
+    not set ``wants_batch_progress = False`` make ``fit`` run an epoch as
+    several kernel calls (a few when the epoch is fast, one every ~0.1 s when it
+    is slow): the parameters are the same bits either way.
 ``on_fit_end(model, logs)``
     When training ends normally, by running all epochs or by a stop; ``logs`` are
     the last epoch's (empty if none completed).
@@ -75,6 +82,9 @@ class Callback:
         pass
 
     def on_epoch_end(self, model, epoch, logs):
+        pass
+
+    def on_batches_end(self, model, epoch, logs):
         pass
 
     def on_fit_end(self, model, logs):
@@ -376,7 +386,8 @@ def _write_atomic(path, text):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs showing loss, validation values, lr and samples/s.
+    """A tqdm bar over the epochs showing loss, validation values, lr and samples/s,
+    moving within an epoch as its batches are done ("batch k/N").
 
     Quiet when the stream (``file``, default ``sys.stderr`` at ``fit`` time) is
     not a terminal, so logs of batch jobs stay clean, unless ``force=True`` (in a
@@ -414,6 +425,21 @@ class ProgressBar(Callback):
             leave=self.leave,
             disable=self._quiet(stream),
         )
+        self._done = 0
+
+    @property
+    def wants_batch_progress(self):
+        """Only a visible bar asks fit for progress within epochs."""
+        return self.bar is not None and not self.bar.disable
+
+    def on_batches_end(self, model, epoch, logs):
+        if not self.wants_batch_progress:
+            return
+        position = epoch - 1 + logs["batches"] / logs["n_batches"]
+        self.bar.set_postfix_str(f"batch {logs['batches']}/{logs['n_batches']}",
+                                 refresh=False)
+        self.bar.update(position - self._done)  # tqdm redraws at most every 0.1 s
+        self._done = position
 
     def on_epoch_end(self, model, epoch, logs):
         if self.bar is None:
@@ -424,7 +450,8 @@ class ProgressBar(Callback):
                 shown[key] = f"{logs[key]:.4g}"
         shown["samples/s"] = f"{logs.get('samples_per_second', 0.0):,.0f}"
         self.bar.set_postfix(shown, refresh=False)
-        self.bar.update(1)
+        self.bar.update(epoch - self._done)
+        self.bar.n = self._done = epoch  # a whole number again ("3/3", not "3.0/3")
 
     def _close(self):
         if self.bar is not None:
@@ -443,6 +470,14 @@ class _CallbackList:
 
     def __init__(self, callbacks):
         self.callbacks = list(callbacks)
+
+    def wanting(self, hook):
+        """The callbacks with their own ``hook`` (not Callback's no-op) that do not
+        set ``wants_batch_progress = False``."""
+        return [cb for cb in self.callbacks
+                if callable(getattr(cb, hook, None))
+                and getattr(type(cb), hook, None) is not getattr(Callback, hook)
+                and getattr(cb, "wants_batch_progress", True)]
 
     def call(self, hook, *args):
         for cb in self.callbacks:

@@ -335,6 +335,74 @@ def test_progress_bar_quiet_off_a_terminal_unless_forced(capsys):
     assert capsys.readouterr().err == ""  # the user's bar replaces progress=True's
 
 
+class BatchRecorder:
+    """A plain object (no Callback base) with the batch hook only."""
+
+    def __init__(self):
+        self.calls = []
+
+    def on_batches_end(self, model, epoch, logs):
+        self.calls.append((epoch, dict(logs)))
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+@pytest.mark.parametrize("batch_size", [1, 3, 5], ids=["online", "bs3", "bs5-partial"])
+def test_batch_progress_changes_no_bits(batch_size, optimizer):
+    """With an on_batches_end callback fit runs each epoch as several kernel calls:
+    the same batches and Adam step numbers, so the same parameters bit for bit."""
+    rng = np.random.default_rng(5)
+    Xb, Yb = rng.normal(size=(2000, 3)), rng.normal(size=(2000, 1))
+    kwargs = dict(epochs=2, batch_size=batch_size, lr=0.01, optimizer=optimizer)
+    if optimizer == "sgd":
+        kwargs["momentum"] = 0.9
+    plain, chunked = regressor(), regressor()
+    h1 = plain.fit(Xb, Yb, **kwargs)
+    rec = BatchRecorder()
+    h2 = chunked.fit(Xb, Yb, callbacks=[rec], **kwargs)
+    np.testing.assert_array_equal(plain.params, chunked.params)
+    np.testing.assert_array_equal(plain._buf1, chunked._buf1)
+    assert plain._step == chunked._step
+    np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=1e-12)
+    n_batches = -(-2000 // batch_size)
+    for epoch in (1, 2):
+        logs = [lg for e, lg in rec.calls if e == epoch]
+        assert len(logs) >= 2  # really in several calls
+        batches = [lg["batches"] for lg in logs]
+        assert batches == sorted(set(batches)) and batches[-1] == n_batches
+        assert logs[-1]["samples"] == 2000 and logs[0]["n_batches"] == n_batches
+        assert all(lg["samples"] == min(lg["batches"] * batch_size, 2000) for lg in logs)
+
+
+def test_batch_progress_only_when_wanted(monkeypatch):
+    """No chunking for Callback's no-op, wants_batch_progress=False, or a quiet bar."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the epoch was split into chunks")
+
+    monkeypatch.setattr(fastbp.Model, "_epoch_in_chunks", refuse)
+    rec = BatchRecorder()
+    rec.wants_batch_progress = False
+    regressor().fit(X, Y, **FIT, callbacks=[Recorder(), rec, ProgressBar()])
+    assert rec.calls == []
+
+
+def test_progress_bar_moves_within_an_epoch():
+    import io
+
+    class EagerBar(ProgressBar):  # redraw at every update, not every 0.1 s
+        def on_fit_begin(self, model, logs):
+            super().on_fit_begin(model, logs)
+            self.bar.mininterval = 0
+
+    out = io.StringIO()
+    rng = np.random.default_rng(5)
+    regressor().fit(rng.normal(size=(3000, 3)), rng.normal(size=(3000, 1)), epochs=2,
+                    batch_size=2, lr=0.01, callbacks=[EagerBar(file=out, force=True)])
+    text = out.getvalue()
+    assert re.search(r"batch \d+/1500", text)
+    assert "2/2" in text and "loss=" in text
+
+
 # -- validation_split ------------------------------------------------------------------
 
 
