@@ -29,7 +29,10 @@ LEAKY_SLOPE = 0.01
 # Indices into the float64 ``hyper`` array handed to the training kernels.
 # H_L2 is scikit-learn's alpha: an L2 penalty on the weights only (not biases), divided
 # by each batch's total sample weight; H_WD is torch's weight_decay on every parameter.
-H_OPT, H_LR, H_MOMENTUM, H_NESTEROV, H_WD, H_BETA1, H_BETA2, H_EPS, H_L2 = range(9)
-N_HYPER = 9
+# H_EPS_MODE: 0 adds Adam's eps to the bias-corrected sqrt(v) (torch), 1 to sqrt(v)
+# before the correction (scikit-learn; see kernels/update.py).
+H_OPT, H_LR, H_MOMENTUM, H_NESTEROV, H_WD, H_BETA1, H_BETA2, H_EPS, H_L2, H_EPS_MODE = range(10)
+N_HYPER = 10
+ADAM_EPS_MODES = {"torch": 0, "sklearn": 1}
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults
 ADAM_EPS = 1e-8

@@ -353,13 +353,13 @@ class Model:
             momentum=0.0, nesterov=False, weight_decay=0.0, shuffle=True,
             validation_data=None, progress=False, callbacks=None, lr_schedule=None,
             validation_split=None, n_threads=None, sample_weight=None, class_weight=None,
-            l2=0.0, betas=_codes.ADAM_BETAS, eps=_codes.ADAM_EPS):
+            l2=0.0, betas=_codes.ADAM_BETAS, eps=_codes.ADAM_EPS, eps_mode="torch"):
         """Train by mini-batch backpropagation; returns a :class:`History`.
 
         Each epoch is one compiled call (:func:`fastbp.kernels.train.train_epoch`).
         Optimizer semantics are torch.optim.SGD / torch.optim.Adam; optimizer
         state persists across calls with the same optimizer, momentum, nesterov,
-        weight_decay, betas and eps. If the loss or the parameters become
+        weight_decay, betas, eps and eps_mode. If the loss or the parameters become
         non-finite, training stops with :class:`TrainingDivergedError` and the
         parameters are restored to their values before that epoch (a callback
         such as :class:`fastbp.callbacks.TerminateOnNaN` may turn that into a
@@ -404,6 +404,10 @@ class Model:
             denominator, as ``torch.optim.Adam`` (where scikit-learn adds eps to
             sqrt(v) before the bias correction of v: equal up to that placement).
             Only for optimizer='adam'; part of the optimizer settings.
+        eps_mode : "torch" (default) or "sklearn"
+            Where Adam adds ``eps``: to the bias-corrected sqrt(v) as torch, or to
+            sqrt(v) before the correction as scikit-learn's MLP (``fastbp.sklearn``
+            uses it, so its Adam follows scikit-learn's).
         l2 : float >= 0, default 0
             scikit-learn's ``alpha``: the penalty l2/2 ||W||^2 on the weights (not
             the biases) divided by each batch's total sample weight (its size
@@ -422,8 +426,10 @@ class Model:
         l2 = v.check_nonneg_float("l2", l2)
         betas = v.check_betas(betas)
         eps = v.check_nonneg_float("eps", eps)
-        if optimizer != "adam" and (betas != _codes.ADAM_BETAS or eps != _codes.ADAM_EPS):
-            raise ValueError("betas and eps apply to optimizer='adam' only")
+        eps_mode = v.check_choice("eps_mode", eps_mode, _codes.ADAM_EPS_MODES)
+        if optimizer != "adam" and (betas != _codes.ADAM_BETAS or eps != _codes.ADAM_EPS
+                                    or eps_mode != "torch"):
+            raise ValueError("betas, eps and eps_mode apply to optimizer='adam' only")
         shuffle = v.check_bool("shuffle", shuffle)
         progress = v.check_bool("progress", progress)
         callbacks = v.check_callbacks(callbacks)
@@ -466,7 +472,7 @@ class Model:
                 numba.set_num_threads(min(n_threads, numba.config.NUMBA_NUM_THREADS))
             return self._fit_epochs(
                 Xc, T, val, epochs, batch_size, lr,
-                (optimizer, momentum, nesterov, weight_decay, *betas, eps),
+                (optimizer, momentum, nesterov, weight_decay, *betas, eps, eps_mode),
                 shuffle, fcallbacks._CallbackList(callbacks), lr_schedule, metrics, weights, l2)
         finally:
             numba.set_num_threads(threads_before)
@@ -517,12 +523,13 @@ class Model:
         """The epoch loop of :meth:`fit` (arguments checked, threads set)."""
         if key != self._opt_key:
             self._reset_optimizer(key)
-        optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps = key
+        optimizer, momentum, nesterov, weight_decay, beta1, beta2, eps, eps_mode = key
         hyper = np.zeros(_codes.N_HYPER, dtype=np.float64)
         hyper[[_codes.H_OPT, _codes.H_LR, _codes.H_MOMENTUM, _codes.H_NESTEROV, _codes.H_WD]] = (
             _codes.OPTIMIZER[optimizer], lr, momentum, float(nesterov), weight_decay
         )
         hyper[[_codes.H_BETA1, _codes.H_BETA2, _codes.H_EPS]] = (beta1, beta2, eps)
+        hyper[_codes.H_EPS_MODE] = _codes.ADAM_EPS_MODES[eps_mode]
         hyper[_codes.H_L2] = l2
         # The kernels take an empty array for "every weight 1" (their fast path).
         total_weight = Xc.shape[0] if weights is None else float(weights.sum(dtype=np.float64))
@@ -722,8 +729,9 @@ class Model:
         model._buf1[...], model._buf2[...] = arrays["buf1"], arrays["buf2"]
         try:
             key = meta.get("optimizer")
-            if key and len(key) == 4:  # files from before betas and eps were settings
-                key = [*key, *_codes.ADAM_BETAS, _codes.ADAM_EPS]
+            defaults = [*_codes.ADAM_BETAS, _codes.ADAM_EPS, "torch"]
+            if key and 4 <= len(key) < 8:  # files from before these were settings
+                key = [*key, *defaults[len(key) - 4:]]
             model._opt_key = tuple(key) if key else None
             model._step = int(meta.get("step", 0))
             model._rng.bit_generator.state = meta["rng_state"]

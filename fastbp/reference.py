@@ -167,12 +167,18 @@ def sgd_step(p, g, buf, lr, momentum=0.0, nesterov=False, weight_decay=0.0):
     return p - lr * g, buf
 
 
-def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0):
-    """One torch.optim.Adam step number t (1-based); returns (p, m, v)."""
+def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.0,
+              eps_mode="torch"):
+    """One torch.optim.Adam step number t (1-based); returns (p, m, v). With
+    ``eps_mode="sklearn"``, scikit-learn's rule: eps added to sqrt(v) before the
+    bias correction, lr sqrt(1 - beta2^t) / (1 - beta1^t) m / (sqrt(v) + eps)."""
     if weight_decay != 0:
         g = g + weight_decay * p
     m = beta1 * m + (1 - beta1) * g
     v = beta2 * v + (1 - beta2) * g * g
+    if eps_mode == "sklearn":
+        lr_t = lr * np.sqrt(1 - beta2**t) / (1 - beta1**t)
+        return p - lr_t * m / (np.sqrt(v) + eps), m, v
     m_hat = m / (1 - beta1**t)
     v_hat = v / (1 - beta2**t)
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
@@ -180,7 +186,7 @@ def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=
 
 def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
           optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
-          sample_weight=None, l2=0.0):
+          sample_weight=None, l2=0.0, betas=(0.9, 0.999), eps=1e-8, eps_mode="torch"):
     """Mini-batch training from flat parameters ``p``: one epoch per index array in
     ``orders``, batches taken in that order with a final partial batch, the batch
     gradient the (``sample_weight``-weighted) mean over its samples plus the
@@ -200,5 +206,5 @@ def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
             if optimizer == "sgd":
                 p, buf = sgd_step(p, g, buf, lr, momentum, nesterov, weight_decay)
             else:
-                p, m, v = adam_step(p, g, m, v, t, lr, weight_decay=weight_decay)
+                p, m, v = adam_step(p, g, m, v, t, lr, *betas, eps, weight_decay, eps_mode)
     return p

@@ -25,11 +25,9 @@ Differences from scikit-learn, all small and deliberate:
   generator (its seed drawn from ``random_state``), so trajectories differ from
   scikit-learn's; with ``shuffle=False`` they agree to rounding (float64 SGD
   weights to 3e-10 relative after 20-40 epochs, see tests/test_sklearn.py).
-- Adam adds ``epsilon`` where torch does (to the bias-corrected sqrt(v)), while
-  scikit-learn adds it to sqrt(v) before the correction: fastbp's effective epsilon
-  is ``epsilon * sqrt(1 - beta_2**t)``, smaller, which changes a step by a relative
-  ~epsilon / sqrt(v) (20 epochs of a small net: weights within 3e-5, losses within
-  1e-6 relative; with sklearn's epsilon moved, within 1e-14).
+- Adam is scikit-learn's too, ``epsilon`` added to sqrt(v) before its bias
+  correction (``Model.fit(eps_mode="sklearn")``); the tests follow scikit-learn's
+  trajectories to rounding.
 - ``loss_curve_`` includes the L2 term ``alpha/2 ||W||^2`` as scikit-learn does,
   but scikit-learn adds it per batch with that batch's weights, which one epoch
   call does not expose: the term is interpolated linearly between the weights at
@@ -321,7 +319,7 @@ class _BaseMLP(BaseEstimator):
                       shuffle=bool(self.shuffle), n_threads=self.n_threads)
         if self.solver == "adam":
             fit_kw.update(betas=(float(self.beta_1), float(self.beta_2)),
-                          eps=float(self.epsilon))
+                          eps=float(self.epsilon), eps_mode="sklearn")
         if self.alpha:
             fit_kw["l2"] = float(self.alpha)
         if sample_weight is not None:

@@ -8,7 +8,13 @@ Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import output_delta, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
-from fastbp.kernels.update import adam_constants, adam_scalar, momentum_factors, sgd_scalar
+from fastbp.kernels.update import (
+    adam_constants,
+    adam_eps,
+    adam_scalar,
+    momentum_factors,
+    sgd_scalar,
+)
 
 
 @jit_serial
@@ -50,6 +56,7 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2, 
     if adam:  # two powers per step: not worth paying for SGD
         c1, c2, c3, c4 = adam_constants(hyper[1], hyper[5], hyper[6], step)
         step_size, one_m_b1, one_m_b2, bc2_sqrt = dt(c1), dt(c2), dt(c3), dt(c4)
+        eps = dt(adam_eps(hyper[7], c4, hyper[9]))
     for l in range(n_layers, 0, -1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
         a_prev, z_prev, delta_prev = _layer_slices(layout, a, z, delta, l - 1)

@@ -190,7 +190,7 @@ def _update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
                   k1)
     else:
         adam_block(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
-                   hyper[7], decay, k0, k1)
+                   hyper[7], decay, hyper[9], k0, k1)
 
 
 @jit_serial

@@ -56,6 +56,14 @@ def adam_constants(lr, beta1, beta2, step):
 
 
 @jit_serial
+def adam_eps(eps, bc2_sqrt, eps_mode):
+    """The eps of ``adam_scalar``'s torch placement, sqrt(v) / bc2_sqrt + eps, that
+    gives scikit-learn's placement when ``eps_mode`` is 1: its step
+    lr bc2_sqrt / (1 - beta1^t) m / (sqrt(v) + eps) equals ours with eps / bc2_sqrt."""
+    return eps / bc2_sqrt if eps_mode != 0 else eps
+
+
+@jit_serial
 def momentum_factors(momentum, nesterov):
     """(g_keep, b_scale) of ``sgd_scalar``: Nesterov (1, momentum), else (0, 1)."""
     return (1.0, momentum) if nesterov else (0.0, 1.0)
@@ -77,11 +85,12 @@ def sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, k0, k1):
 
 
 @jit_serial
-def adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, k0, k1):
+def adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode, k0,
+               k1):
     dt = params.dtype.type
     step_size, one_m_b1, one_m_b2, bc2_sqrt = adam_constants(lr, beta1, beta2, step)
     c1, c2, c3, c4 = dt(step_size), dt(one_m_b1), dt(one_m_b2), dt(bc2_sqrt)
-    b2, eps_, wd_, n = dt(beta2), dt(eps), dt(wd), dt(count)
+    b2, eps_, wd_, n = dt(beta2), dt(adam_eps(eps, bc2_sqrt, eps_mode)), dt(wd), dt(count)
     p, gr, mm, vv = params[k0:k1], grads[k0:k1], m[k0:k1], v[k0:k1]
     for k in range(p.shape[0]):
         p[k], mm[k], vv[k] = adam_scalar(p[k], gr[k] / n, mm[k], vv[k], c1, c2, b2, c3, c4,
@@ -96,7 +105,7 @@ def sgd_update(params, grads, count, buf, lr, momentum, nesterov, wd):
 
 
 @jit_serial
-def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd):
+def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode=0):
     """params <- Adam step ``step`` (1-based) with gradient grads / count."""
-    adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, 0,
-                params.shape[0])
+    adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode, 0,
+               params.shape[0])

@@ -369,6 +369,8 @@ def test_pickle_keeps_views_and_training_state():
         (dict(optimizer="adam", eps=-1.0), ValueError, "eps"),
         (dict(optimizer="sgd", betas=(0.8, 0.9)), ValueError, "optimizer='adam' only"),
         (dict(optimizer="sgd", eps=1e-3), ValueError, "optimizer='adam' only"),
+        (dict(optimizer="adam", eps_mode="keras"), ValueError, "eps_mode"),
+        (dict(optimizer="sgd", eps_mode="sklearn"), ValueError, "optimizer='adam' only"),
     ],
 )
 def test_bad_adam_settings_raise(kwargs, error, match):

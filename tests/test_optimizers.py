@@ -44,7 +44,7 @@ def test_adam_update_follows_torch_rule(weight_decay, dtype):
     ep, em, ev = p.astype(np.float64), np.zeros(40), np.zeros(40)
     for step in range(1, 6):
         grad_sum = rng.normal(size=40).astype(dtype)
-        adam_update(p, grad_sum, 2, m, v, step, 0.01, 0.9, 0.999, 1e-8, weight_decay)
+        adam_update(p, grad_sum, 2, m, v, step, 0.01, 0.9, 0.999, 1e-8, weight_decay, 0)
         ep, em, ev = reference.adam_step(ep, grad_sum.astype(np.float64) / 2, em, ev, step,
                                          0.01, weight_decay=weight_decay)
     # Adam divides by sqrt(v): float32 carries a few more ulps than a plain product
@@ -52,3 +52,27 @@ def test_adam_update_follows_torch_rule(weight_decay, dtype):
     np.testing.assert_allclose(p, ep, **tol)
     np.testing.assert_allclose(m, em, **tol)
     np.testing.assert_allclose(v, ev, **tol)
+
+
+@pytest.mark.parametrize("eps_mode", ["torch", "sklearn"])
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["online", "bs4-partial"])
+def test_adam_settings_follow_reference(batch_size, eps_mode):
+    """betas, eps and eps_mode reach both Adam kernels (the fused online step and
+    the mini-batch update); a large eps makes its placement show."""
+    import fastbp
+
+    rng = np.random.default_rng(3)
+    X, T = rng.normal(size=(10, 3)), rng.normal(size=(10, 2))
+    model = fastbp.Model([3, 4, 2], hidden="tanh", dtype="float64", seed=1)
+    start = model.params.copy()
+    kwargs = dict(lr=0.01, betas=(0.8, 0.95), eps=1e-2, eps_mode=eps_mode)
+    model.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, optimizer="adam",
+              **kwargs)
+    expected = reference.train(start, [3, 4, 2], True, X, T, [np.arange(10)] * 2, batch_size,
+                               "tanh", "linear", "mse", optimizer="adam", **kwargs)
+    np.testing.assert_allclose(model.params, expected, **TOL["float64"])
+    other = reference.train(start, [3, 4, 2], True, X, T, [np.arange(10)] * 2, batch_size,
+                            "tanh", "linear", "mse", optimizer="adam",
+                            **{**kwargs, "eps_mode": {"torch": "sklearn",
+                                                      "sklearn": "torch"}[eps_mode]})
+    assert np.abs(other - expected).max() > 1e-6  # the placement matters here
