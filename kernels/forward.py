@@ -3,12 +3,12 @@
 import numba
 from numba import prange
 
-from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels._jit import jit_parallel, jit_reduce, jit_serial
 from fastbp.kernels.activations import activate
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 
 
-@jit_serial
+@jit_reduce
 def forward_sample(params, layout, codes, a, z):
     """z^l = W^l a^(l-1) + b^l, a^l = s_l(z^l) for l = 1..L, one sample.
 
