@@ -52,10 +52,10 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2, 
     keep, scale = momentum_factors(hyper[2], nesterov)
     g_keep, b_scale = dt(keep), dt(scale)
     beta2, eps = dt(hyper[6]), dt(hyper[7])
-    step_size = one_m_b1 = one_m_b2 = bc2_sqrt = dt(0.0)
+    step_size = one_m_b1 = one_m_b2 = inv_bc2 = dt(0.0)
     if adam:  # two powers per step: not worth paying for SGD
         c1, c2, c3, c4 = adam_constants(hyper[1], hyper[5], hyper[6], step)
-        step_size, one_m_b1, one_m_b2, bc2_sqrt = dt(c1), dt(c2), dt(c3), dt(c4)
+        step_size, one_m_b1, one_m_b2, inv_bc2 = dt(c1), dt(c2), dt(c3), dt(1.0 / c4)
         eps = dt(adam_eps(hyper[7], c4, hyper[9]))
     for l in range(n_layers, 0, -1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
@@ -77,12 +77,12 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2, 
                         delta_prev[j] += w_ij * d
                     W[i, j], M[i, j], V[i, j] = adam_scalar(
                         w_ij, d * a_prev[j], M[i, j], V[i, j], step_size, one_m_b1, beta2,
-                        one_m_b2, bc2_sqrt, eps, wd_w)
+                        one_m_b2, inv_bc2, eps, wd_w)
             if b_off >= 0:
                 for k in range(b_off, b_off + n_out):
                     params[k], buf1[k], buf2[k] = adam_scalar(
                         params[k], delta_l[k - b_off], buf1[k], buf2[k], step_size, one_m_b1,
-                        beta2, one_m_b2, bc2_sqrt, eps, wd)
+                        beta2, one_m_b2, inv_bc2, eps, wd)
         elif momentum != 0:
             M = block(buf1, layout[WOFF, l], n_out, n_in)
             for i in range(n_out):
