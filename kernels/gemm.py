@@ -167,11 +167,14 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, gra
     dW = block(grads, w_off, n_out, n_in)
     np.dot(DT[r0:r1], _layer(acts, layout, rows, l - 1, n), dW[r0:r1])
     if b_off >= 0:
-        for i in range(r0, r1):
-            acc = DT.dtype.type(0.0)
-            for s in range(n):  # over samples in order
-                acc += DT[i, s]
-            grads[b_off + i] = acc
+        # Column sums of D over samples in order, each row's sum its own lane: the
+        # loop over i vectorises with IEEE arithmetic, where one running sum per
+        # row (a reduction) would not.
+        db = grads[b_off + r0 : b_off + r1]
+        db[:] = 0
+        for s in range(n):
+            for i in range(r0, r1):
+                db[i - r0] += D[s, i]
     if not update:
         return
     _update_range(params, grads, count, buf1, buf2, hyper, step, hyper[4] + hyper[8] / count,
