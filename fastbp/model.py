@@ -19,6 +19,7 @@ from fastbp import callbacks as fcallbacks
 from fastbp._version import __version__
 from fastbp.kernels import forward as kforward
 from fastbp.kernels import gemm as kgemm
+from fastbp.kernels import threads as kthreads
 from fastbp.kernels import train as ktrain
 from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
 
@@ -56,6 +57,8 @@ class History:
     or compiling the kernels before the first epoch (not counted in samples/s).
     ``diverged_epoch`` is the epoch undone because the loss became NaN/inf when a
     callback (``TerminateOnNaN``) stopped training instead of an error, else None.
+    ``held_up_epochs`` counts the epochs run on one thread because other processes
+    held the cores (see ``Model.fit``); the parameters are the same bits either way.
     """
 
     def __init__(self):
@@ -63,6 +66,7 @@ class History:
         self.epochs = []
         self.setup_seconds = 0.0  # JIT compile or cache load before the first epoch
         self.diverged_epoch = None
+        self.held_up_epochs = 0
 
     def _append(self, epoch, **values):
         self.epochs.append(epoch)
@@ -545,6 +549,8 @@ class Model:
         # first epoch's samples/s is not the JIT's; its cost is kept, not hidden.
         start = time.perf_counter()
         with _single_threaded_blas():
+            if parallel:
+                kthreads.region_probe(np.zeros(2))  # loaded too, outside the timing
             epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
                          hyper, self._step, Xc, T, np.arange(0), weights, batch_size,
                          parallel, self._parts(min(batch_size, n)), *buffers)
@@ -568,13 +574,15 @@ class Model:
                 saved = (self.params.copy(), self._buf1.copy(), self._buf2.copy(),
                          self._step, self._rng.bit_generator.state)
                 order = self._rng.permutation(n) if shuffle else np.arange(n)
+                epoch_parallel = parallel and not _threads_held_up()
+                history.held_up_epochs += parallel and not epoch_parallel
                 start = time.perf_counter()
                 with _single_threaded_blas():
                     run = functools.partial(
                         epoch_kernel, self.params, self._buf1, self._buf2, self._layout,
                         self._codes, hyper)
-                    tail = (weights, batch_size, parallel, self._parts(min(batch_size, n)),
-                            *buffers)
+                    tail = (weights, batch_size, epoch_parallel,
+                            self._parts(min(batch_size, n)), *buffers)
                     if batch_callbacks:
                         total = self._epoch_in_chunks(run, tail, Xc, T, order, batch_size,
                                                       epoch, batch_callbacks)
@@ -613,6 +621,13 @@ class Model:
                 cbs.call("on_epoch_end", self, epoch, logs)
                 if self.stop_training:
                     break
+            if history.held_up_epochs:
+                warnings.warn(
+                    f"{history.held_up_epochs} of {len(history.epochs)} epochs ran on one "
+                    "thread: other processes held the CPUs, which stalls numba's "
+                    "spinning threads at every parallel region (same results either "
+                    "way; fewer n_threads, or OMP_WAIT_POLICY=passive, avoid it)",
+                    RuntimeWarning, stacklevel=3)
             cbs.call("on_fit_end", self, dict(logs))
         except BaseException as exc:
             cbs.call("on_exception", self, exc)
@@ -762,6 +777,29 @@ class Model:
                           "file is saved without it", UserWarning, stacklevel=3)
             return None
         return self._schedule_state
+
+
+# A parallel region takes ~3 us when the cores are free and ~8 ms when another
+# process holds one (libgomp's spinning threads wait for a time slice at every
+# region: measured M batch 32 on 2 threads fell from ~85,000 to ~2,000 samples/s).
+# Under load a region is still quick now and then (both threads happen to run),
+# so one slow region of five counts; on free cores none took 1 ms (measured max
+# ~0.2 ms).
+_HELD_UP_SECONDS = 1e-3
+_PROBES = 5
+
+
+def _threads_held_up():
+    """Whether numba's threads are held up by other processes right now (any of
+    five probe regions over 1 ms; ~15 us in all on free cores). Then an epoch
+    runs its serial kernels, which give the same bits."""
+    out = np.zeros(2)
+    for _ in range(_PROBES):
+        start = time.perf_counter()
+        kthreads.region_probe(out)
+        if time.perf_counter() - start > _HELD_UP_SECONDS:
+            return True
+    return False
 
 
 _BLAS = None

@@ -185,3 +185,38 @@ def test_exp_into_is_accurate_and_keeps_nan(dtype):
     exp_into(extreme, out, extreme.dtype.type(1.0))
     assert 0 <= out[0] < 1e-37 and np.isfinite(out[1]) or dtype == "float64"
     assert np.isnan(out[2])
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
+                                                                monkeypatch):
+    """When other processes hold the cores (probed before each epoch), fit runs
+    the epoch's serial kernels: a warning, History.held_up_epochs, same bits."""
+    from fastbp import model as model_module
+    from fastbp.kernels.threads import region_probe
+
+    out = np.zeros(5)
+    region_probe(out)
+    assert np.array_equal(out, np.ones(5))  # every element bumped once
+
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
+    numba.set_num_threads(2)
+    sizes = [6, 80, 70, 4]
+    X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
+    free = make_model(sizes, "relu", "softmax", "cross_entropy", seed=11)
+    monkeypatch.setattr(model_module, "_threads_held_up", lambda: False)
+    h_free = free.fit(X, T, epochs=3, batch_size=40, lr=0.05, momentum=0.9)
+    assert h_free.held_up_epochs == 0
+    held = make_model(sizes, "relu", "softmax", "cross_entropy", seed=11)
+    monkeypatch.setattr(model_module, "_threads_held_up", lambda: True)
+    with pytest.warns(RuntimeWarning, match="3 of 3 epochs ran on one thread"):
+        h_held = held.fit(X, T, epochs=3, batch_size=40, lr=0.05, momentum=0.9)
+    assert h_held.held_up_epochs == 3
+    assert np.array_equal(held.params, free.params)
+
+    def never():
+        raise AssertionError("probed for a serial fit")
+
+    monkeypatch.setattr(model_module, "_threads_held_up", never)
+    numba.set_num_threads(1)  # no parallel kernels: no probe
+    make_model(sizes, "relu", "softmax", "cross_entropy").fit(X, T, batch_size=40)
