@@ -270,9 +270,8 @@ class Model:
     def _gemm_buffers(self, rows):
         """Layer-major scratch for ``rows`` samples (see kernels/gemm.py)."""
         width = row_width(self._layout)
-        acts, zs, deltas, deltas_t = (np.zeros(rows * width, dtype=self.dtype)
-                                      for _ in range(4))
-        return acts, zs, deltas, deltas_t, np.zeros(rows, dtype=np.float64)
+        acts, zs, deltas = (np.zeros(rows * width, dtype=self.dtype) for _ in range(3))
+        return acts, zs, deltas, np.zeros(rows, dtype=np.float64)
 
     def _parts(self, rows):
         """How many parts the GEMM kernels split batches of ``rows`` into: 1 for

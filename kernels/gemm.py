@@ -1,13 +1,12 @@
-"""Mini-batch training with layer-wise matrix products (BLAS ``sgemm``/``dgemm``
-through ``np.dot``, which numba routes to SciPy's BLAS).
+"""Mini-batch training with layer-wise matrix products (the register-tile kernels
+of :mod:`fastbp.kernels.tiles`: Z = A W^T, D' = D W, dW = D^T A).
 
 Batch matrices are stored layer-major: the activations of layer l for the
 batch are one C-contiguous (B, n_l) block at ``B * layout[UNIT, l]`` of a flat
-buffer (likewise z, delta and delta transposed), so each product reads and
-writes whole contiguous blocks.
+buffer (likewise z and delta), so each product reads and writes whole
+contiguous blocks.
 
-A batch is two parallel steps, each split into a FIXED number of parts
-(``parts``, chosen from the shapes, never from the thread count):
+A batch is two parallel steps, each split into ``parts`` parts:
 
 1. per part of the samples: gather the inputs, forward through every layer,
    loss and delta^L, and the whole delta recursion down to layer 1 -- all of
@@ -16,12 +15,11 @@ A batch is two parallel steps, each split into a FIXED number of parts
    (D^T A_prev), the bias gradient, and the optimizer update of exactly those
    parameters -- each part owns what it writes.
 
-Each part makes single-threaded BLAS calls (the caller limits BLAS to one
-thread). The serial kernels run the parts in a loop and the parallel ones in
-``prange``: the same operations whatever the thread count, so the parameters
-are bit-identical with 1 or 2 threads. (OpenBLAS's own threading is not:
-measured here, A @ W.T differed in the last bits between 1 and 2 BLAS threads.)
-Two parallel regions a batch, not one a layer and step: a region costs ~10 us.
+Every element of a product comes out of one tile with a fixed order of
+operations (see kernels/tiles.py), so how the rows are split into parts does
+not change a bit; the serial kernels run the parts in a loop and the parallel
+ones in ``prange``: the parameters are bit-identical with 1 or 2 threads.
+Two parallel regions a batch, not one a layer and step: a region costs ~2-10 us.
 """
 
 import numpy as np
@@ -31,6 +29,7 @@ from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp._codes import N_HYPER, SOFTMAX
 from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
+from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn
 from fastbp.kernels.update import adam_block, sgd_block
 
 
@@ -51,7 +50,7 @@ def _layer(buf, layout, rows, l, n):
 
 @jit_serial
 def _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                  acts, zs, deltas, deltas_t, losses, want_loss, want_delta):
+                  acts, zs, deltas, losses, want_loss, want_delta):
     s0, s1 = _bounds(c, n, parts)
     if s1 == s0:
         return
@@ -63,24 +62,10 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, 
             A0[s, j] = X[idx, j]
     for l in range(1, n_layers + 1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
-        W = block(params, layout[WOFF, l], n_out, n_in)
         Z = _layer(zs, layout, rows, l, n)
         A = _layer(acts, layout, rows, l, n)
-        A_prev = _layer(acts, layout, rows, l - 1, n)[s0:s1]
-        if n_out >= 4 * (s1 - s0):
-            # Z^T = W A^T rather than Z = A W^T: with the samples the short side,
-            # OpenBLAS runs it much faster (measured, one thread, 16 samples:
-            # 784 -> 256 1.6x, 256 -> 128 1.4x; 128 samples, 1024 -> 1024 1.3x;
-            # but 10 outputs of 128 samples 0.4x, hence the test). Z^T goes to
-            # this part's own span of layer l's deltas_t block (unused until the
-            # weight gradients) and comes back transposed.
-            ZT = block(deltas_t, rows * layout[UNIT, l] + s0 * n_out, n_out, s1 - s0)
-            np.dot(W, A_prev.T, ZT)
-            for s in range(s0, s1):
-                for i in range(n_out):
-                    Z[s, i] = ZT[i, s - s0]
-        else:
-            np.dot(A_prev, W.T, Z[s0:s1])
+        matmul_nt(acts, rows * layout[UNIT, l - 1] + s0 * n_in, params, layout[WOFF, l],
+                  s1 - s0, n_in, n_out, zs, rows * layout[UNIT, l] + s0 * n_out)
         b_off = layout[BOFF, l]
         code = codes[0] if l < n_layers else codes[1]
         if b_off >= 0:
@@ -114,9 +99,9 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, 
     if not want_delta:
         return
     for l in range(n_layers, 1, -1):  # delta^(l-1) = (delta^l W^l) o s'(z^(l-1))
-        W = block(params, layout[WOFF, l], layout[SIZE, l], layout[SIZE, l - 1])
-        D_prev = _layer(deltas, layout, rows, l - 1, n)
-        np.dot(_layer(deltas, layout, rows, l, n)[s0:s1], W, D_prev[s0:s1])
+        n_hi, n_lo = layout[SIZE, l], layout[SIZE, l - 1]
+        matmul_nn(deltas, rows * layout[UNIT, l] + s0 * n_hi, params, layout[WOFF, l], s1 - s0,
+                  n_hi, n_lo, deltas, rows * layout[UNIT, l - 1] + s0 * n_lo)
         lo = rows * layout[UNIT, l - 1] + s0 * layout[SIZE, l - 1]
         hi = rows * layout[UNIT, l - 1] + s1 * layout[SIZE, l - 1]
         scale_by_derivative(zs[lo:hi], acts[lo:hi], deltas[lo:hi], codes[0])  # flat run
@@ -124,25 +109,25 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, 
 
 @jit_serial
 def _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                  acts, zs, deltas, deltas_t, losses, want_loss, want_delta):
+                  acts, zs, deltas, losses, want_loss, want_delta):
     for c in range(parts):
         _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, deltas_t, losses, want_loss, want_delta)
+                      acts, zs, deltas, losses, want_loss, want_delta)
 
 
 @jit_parallel
 def _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, deltas_t, losses, want_loss, want_delta):
+                      acts, zs, deltas, losses, want_loss, want_delta):
     for c in prange(parts):
         _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, deltas_t, losses, want_loss, want_delta)
+                      acts, zs, deltas, losses, want_loss, want_delta)
 
 
 # -- step 2: gradient (and update) for one part of the rows of one W^l --------------
 
 
 @jit_serial
-def _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
+def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
                buf2, hyper, step, update, count):
     """Part c of the rows of W^l, task = c * L + (l - 1): dW = D^T A_prev and db =
     column sums of D (sums over the batch), then, with ``update``, the optimizer
@@ -159,13 +144,9 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, gra
     n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
     r0, r1 = _bounds(task // n_layers, n_out, parts)
     D = _layer(deltas, layout, rows, l, n)
-    DT = block(deltas_t, rows * layout[UNIT, l], n_out, n)
-    for s in range(n):  # D's columns r0:r1 as contiguous rows for the product
-        for i in range(r0, r1):
-            DT[i, s] = D[s, i]
     w_off, b_off = layout[WOFF, l], layout[BOFF, l]
-    dW = block(grads, w_off, n_out, n_in)
-    np.dot(DT[r0:r1], _layer(acts, layout, rows, l - 1, n), dW[r0:r1])
+    matmul_tn(deltas, rows * layout[UNIT, l], n_out, r0, r1, acts, rows * layout[UNIT, l - 1],
+              n, n_in, grads, w_off)
     if b_off >= 0:
         # Column sums of D over samples in order, each row's sum its own lane: the
         # loop over i vectorises with IEEE arithmetic, where one running sum per
@@ -197,18 +178,18 @@ def _update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
 
 
 @jit_serial
-def _rows_step(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1, buf2,
+def _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2,
                hyper, step, update, count):
     for task in range((layout.shape[1] - 1) * parts):
-        _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, grads,
+        _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
                    buf1, buf2, hyper, step, update, count)
 
 
 @jit_parallel
-def _rows_step_par(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
+def _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
                    buf2, hyper, step, update, count):
     for task in prange((layout.shape[1] - 1) * parts):
-        _rows_part(task, parts, params, layout, n, rows, acts, deltas, deltas_t, grads,
+        _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
                    buf1, buf2, hyper, step, update, count)
 
 
@@ -217,7 +198,7 @@ def _rows_step_par(parts, params, layout, n, rows, acts, deltas, deltas_t, grads
 
 @jit_serial
 def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-               deltas, deltas_t, losses, grads, buf1, buf2, hyper, step, update, count,
+               deltas, losses, grads, buf1, buf2, hyper, step, update, count,
                parallel, parts):
     """Samples order[first:first+n]: forward, losses[:n], delta recursion, gradient
     SUMS into ``grads`` (weighted by ``weights`` unless it is empty) and, with
@@ -225,19 +206,19 @@ def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts
     number ``step``). Buffers hold ``rows`` >= n samples (see module doc)."""
     if parallel:
         _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                          acts, zs, deltas, deltas_t, losses, True, True)
-        _rows_step_par(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
+                          acts, zs, deltas, losses, True, True)
+        _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
                        buf2, hyper, step, update, count)
     else:
         _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, deltas_t, losses, True, True)
-        _rows_step(parts, params, layout, n, rows, acts, deltas, deltas_t, grads, buf1,
+                      acts, zs, deltas, losses, True, True)
+        _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1,
                    buf2, hyper, step, update, count)
 
 
 @jit_serial
 def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                     weights, batch_size, parallel, parts, acts, zs, deltas, deltas_t, losses,
+                     weights, batch_size, parallel, parts, acts, zs, deltas, losses,
                      grads):
     """One epoch of mini-batch training over the samples in ``order``; returns the
     sum of the per-sample losses seen (each before its batch's update).
@@ -265,7 +246,7 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
             for s in range(n):  # in sample order
                 count += weights[order[first + s]]
         batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-                   deltas, deltas_t, losses, grads, buf1, buf2, hyper, step, count > 0.0,
+                   deltas, losses, grads, buf1, buf2, hyper, step, count > 0.0,
                    count, parallel, parts)
         for s in range(n):  # in sample order: the same sum at any thread count
             total += losses[s]
@@ -274,7 +255,7 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
 
 @jit_serial
 def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, parts,
-                 acts, zs, deltas, deltas_t, losses, chunk_grads, out, grads):
+                 acts, zs, deltas, losses, chunk_grads, out, grads):
     """Outputs a^L of every sample of X into ``out``; with ``want_loss`` returns
     the loss sum against T, with ``want_grads`` also the gradient SUM into
     ``grads`` (no update). Works through X in chunks of ``losses.shape[0]``
@@ -290,16 +271,16 @@ def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, p
         n = min(rows, n_samples - first)
         if want_grads:
             batch_step(params, layout, codes, X, T, order, no_state, first, n, rows, acts,
-                       zs, deltas, deltas_t, losses, chunk_grads, no_state, no_state,
+                       zs, deltas, losses, chunk_grads, no_state, no_state,
                        np.zeros(N_HYPER), 0, False, float(n), parallel, parts)
             for k in range(grads.shape[0]):
                 grads[k] += chunk_grads[k]
         elif parallel:
             _samples_step_par(parts, params, layout, codes, X, T, order, no_state, first, n,
-                              rows, acts, zs, deltas, deltas_t, losses, want_loss, False)
+                              rows, acts, zs, deltas, losses, want_loss, False)
         else:
             _samples_step(parts, params, layout, codes, X, T, order, no_state, first, n, rows,
-                          acts, zs, deltas, deltas_t, losses, want_loss, False)
+                          acts, zs, deltas, losses, want_loss, False)
         if want_loss:
             for s in range(n):
                 total += losses[s]

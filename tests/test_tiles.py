@@ -1,0 +1,93 @@
+"""The register-tile matrix products of kernels/tiles.py against NumPy.
+
+Shapes cover full tiles, edge tiles in every direction (rows past a tile's
+edge, columns past a vector, a contraction length that is not a multiple of the
+vector width) and 1 x 1; blocks sit at offsets inside larger buffers, whose
+other elements must stay untouched. Splitting the rows of a product must not
+change a bit (the thread-count determinism of the GEMM kernels rests on it).
+"""
+
+import numpy as np
+import pytest
+
+from fastbp.kernels import tiles
+
+SHAPES = [(1, 1, 1), (3, 17, 5), (7, 33, 45), (5, 100, 129), (32, 64, 10), (13, 256, 70)]
+TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
+SENTINEL = 7.0
+
+
+def padded(rng, n, dtype, pad):
+    """A flat buffer of ``pad`` sentinels then n random numbers then ``pad`` more."""
+    buf = np.full(n + 2 * pad, SENTINEL, dtype=dtype)
+    buf[pad : pad + n] = rng.standard_normal(n)
+    return buf
+
+
+def unchanged_outside(buf, pad, n):
+    return (buf[:pad] == SENTINEL).all() and (buf[pad + n :] == SENTINEL).all()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,inner,cols", SHAPES)
+def test_matmul_nt_is_A_times_W_transposed(dtype, rows, inner, cols):
+    rng = np.random.default_rng(rows * inner + cols)
+    A, W = padded(rng, rows * inner, dtype, 3), padded(rng, cols * inner, dtype, 2)
+    Z = np.full(rows * cols + 8, SENTINEL, dtype=dtype)
+    tiles.matmul_nt(A, 3, W, 2, rows, inner, cols, Z, 4)
+    expected = A[3:-3].reshape(rows, inner) @ W[2:-2].reshape(cols, inner).T
+    np.testing.assert_allclose(Z[4:-4].reshape(rows, cols), expected, **TOL[dtype])
+    assert unchanged_outside(Z, 4, rows * cols)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,inner,cols", SHAPES)
+def test_matmul_nn_is_D_times_W(dtype, rows, inner, cols):
+    rng = np.random.default_rng(rows + inner * cols)
+    D, W = padded(rng, rows * inner, dtype, 1), padded(rng, inner * cols, dtype, 5)
+    out = np.full(rows * cols + 2, SENTINEL, dtype=dtype)
+    tiles.matmul_nn(D, 1, W, 5, rows, inner, cols, out, 1)
+    expected = D[1:-1].reshape(rows, inner) @ W[5:-5].reshape(inner, cols)
+    np.testing.assert_allclose(out[1:-1].reshape(rows, cols), expected, **TOL[dtype])
+    assert unchanged_outside(out, 1, rows * cols)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("samples,units,cols", SHAPES)
+def test_matmul_tn_is_D_transposed_times_A_in_any_row_split(dtype, samples, units, cols):
+    rng = np.random.default_rng(samples * cols + units)
+    D, A = padded(rng, samples * units, dtype, 2), padded(rng, samples * cols, dtype, 3)
+    dW = np.full(units * cols + 6, SENTINEL, dtype=dtype)
+    tiles.matmul_tn(D, 2, units, 0, units, A, 3, samples, cols, dW, 3)
+    expected = D[2:-2].reshape(samples, units).T @ A[3:-3].reshape(samples, cols)
+    np.testing.assert_allclose(dW[3:-3].reshape(units, cols), expected, **TOL[dtype])
+    assert unchanged_outside(dW, 3, units * cols)
+    # the rows in two calls, split off a tile boundary: the same bits
+    split = np.full_like(dW, SENTINEL)
+    half = units // 2 + 1 if units > 1 else 1
+    tiles.matmul_tn(D, 2, units, 0, half, A, 3, samples, cols, split, 3)
+    tiles.matmul_tn(D, 2, units, half, units, A, 3, samples, cols, split, 3)
+    assert np.array_equal(split, dW)
+
+
+def test_forward_rows_in_parts_give_the_same_bits():
+    """Z for all rows at once == Z computed part by part (how threads split it)."""
+    rng = np.random.default_rng(0)
+    rows, inner, cols = 37, 130, 29
+    A, W = rng.standard_normal(rows * inner), rng.standard_normal(cols * inner)
+    whole, parts = np.zeros(rows * cols), np.zeros(rows * cols)
+    tiles.matmul_nt(A, 0, W, 0, rows, inner, cols, whole, 0)
+    for r0, r1 in [(0, 11), (11, 12), (12, 37)]:
+        tiles.matmul_nt(A, r0 * inner, W, 0, r1 - r0, inner, cols, parts, r0 * cols)
+    assert np.array_equal(whole, parts)
+
+
+def test_blocks_outside_their_buffers_raise():
+    A, W, Z = np.zeros(12), np.zeros(12), np.zeros(9)
+    tiles.matmul_nt(A, 0, W, 0, 3, 4, 3, Z, 0)  # fits exactly
+    with pytest.raises(IndexError):
+        tiles.matmul_nt(A, 1, W, 0, 3, 4, 3, Z, 0)
+    with pytest.raises(IndexError):
+        tiles.matmul_nn(A, 0, W, 0, 3, 4, 4, Z, 0)
+    with pytest.raises(IndexError):
+        tiles.matmul_tn(A, 0, 4, 2, 5, W, 0, 3, 3, np.zeros(12), 0)
