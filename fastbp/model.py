@@ -32,11 +32,13 @@ _PASS_CHUNK = 256
 # (thread wake-up and barriers, ~10 us, far worse when another process holds a
 # core), so such batches run the serial kernels. Same bits either way.
 PARALLEL_MIN_FLOPS = 4e6
-# Parts a big batch is split into (of its samples, and of the rows of each W^l):
-# measured on 2 cores, 2 parts gave 1.8x at 2 threads on 784-256-128-10 and
-# 784-1024-1024-10 at batch 256 and kept 1-thread speed within 5% of 1 part; 4
-# parts lost 15-20% at 1 thread (BLAS re-packs W for each part).
-PARALLEL_PARTS = 2
+# Parts a batch is split into (of its samples, and of the rows of each W^l) when an
+# epoch runs serially; in parallel, one part per thread. The parts change no bit
+# (each element of a product comes out of one tile in a fixed order, see
+# kernels/tiles.py), only speed: measured on 784-1024-1024-10 at batch 256, one
+# thread ran 2.5% faster with 1 part than with 2 (each part reads all of W), and
+# 2 threads gave the same with 2, 4 or 8 parts. Tests raise it to exercise splits.
+SERIAL_PARTS = 1
 # Last spawn-key entry of the generator that draws ``validation_split`` (a child
 # of the shuffling stream's SeedSequence; "SPLT" in ASCII).
 _SPLIT_KEY = 0x53504C54
@@ -273,11 +275,11 @@ class Model:
         acts, zs, deltas = (np.zeros(rows * width, dtype=self.dtype) for _ in range(3))
         return acts, zs, deltas, np.zeros(rows, dtype=np.float64)
 
-    def _parts(self, rows):
-        """How many parts the GEMM kernels split batches of ``rows`` into: 1 for
-        work too small to run in parallel, else PARALLEL_PARTS. It follows the
-        shapes, never the thread count, so results do not depend on that."""
-        return PARALLEL_PARTS if self._big_enough(rows) else 1
+    @staticmethod
+    def _parts(parallel):
+        """How many parts the GEMM kernels split a batch into: one per thread for a
+        parallel run, else SERIAL_PARTS. Results do not depend on it."""
+        return numba.get_num_threads() if parallel else SERIAL_PARTS
 
     def _big_enough(self, rows):
         return rows * self.flops_per_sample >= PARALLEL_MIN_FLOPS
@@ -292,10 +294,11 @@ class Model:
         out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
         grads = np.zeros_like(self.params)
         chunk_grads = np.zeros_like(self.params) if want_grads else grads[:0]
+        parallel = self._parallel(rows)
         with _single_threaded_blas():
             total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T,
-                                       want_loss, want_grads, self._parallel(rows),
-                                       self._parts(rows), *self._gemm_buffers(rows),
+                                       want_loss, want_grads, parallel, self._parts(parallel),
+                                       *self._gemm_buffers(rows),
                                        chunk_grads, out, grads)
         return total, out, grads
 
@@ -552,7 +555,7 @@ class Model:
                 kthreads.region_probe(np.zeros(2))  # loaded too, outside the timing
             epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
                          hyper, self._step, Xc, T, np.arange(0), weights, batch_size,
-                         parallel, self._parts(min(batch_size, n)), *buffers)
+                         parallel, self._parts(parallel), *buffers)
         history.setup_seconds = time.perf_counter() - start
         self.stop_training = False
         logs = {}
@@ -581,7 +584,7 @@ class Model:
                         epoch_kernel, self.params, self._buf1, self._buf2, self._layout,
                         self._codes, hyper)
                     tail = (weights, batch_size, epoch_parallel,
-                            self._parts(min(batch_size, n)), *buffers)
+                            self._parts(epoch_parallel), *buffers)
                     if batch_callbacks:
                         total = self._epoch_in_chunks(run, tail, Xc, T, order, batch_size,
                                                       epoch, batch_callbacks)

@@ -77,12 +77,13 @@ def test_training_trajectory_matches_reference(case, batch_size, dtype):
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
-def test_parallel_parts_train_like_the_reference(optimizer, bias, monkeypatch):
+def test_batches_split_into_parts_train_like_the_reference(optimizer, bias, monkeypatch):
     """Batches split into parts (as big batches are) update every parameter exactly
     once: weights and biases of each part's rows, and no bias slot without biases."""
     from fastbp import model as model_module
 
-    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # always 2 parts
+    monkeypatch.setattr(model_module, "SERIAL_PARTS", 3)  # parts even at 1 thread
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # and in parallel
     sizes, hidden, output, loss = [5, 9, 7, 3], "tanh", "softmax", "cross_entropy"
     X, T = make_problem(sizes, output, loss, 11, seed=8)
     model = make_model(sizes, hidden, output, loss, "float64", bias)
@@ -145,6 +146,25 @@ def test_bit_identical_at_any_thread_count(batch_size, dtype, restore_threads, m
     assert np.array_equal(y1, y2)
     assert all(np.array_equal(a, b) for a, b in zip(g1, g2))
     assert l1 == l2
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bit_identical_for_any_number_of_parts(dtype, monkeypatch):
+    """The parts a batch is split into (one per thread in parallel) change no bit:
+    1, 2 and 7 parts of 40 samples and of 80 and 70 rows, split off the tiles'
+    edges, train to the same parameters."""
+    from fastbp import model as model_module
+
+    sizes = [6, 80, 70, 4]
+    X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
+    results = []
+    for parts in (1, 2, 7):
+        monkeypatch.setattr(model_module, "SERIAL_PARTS", parts)
+        model = make_model(sizes, "relu", "softmax", "cross_entropy", dtype, seed=11)
+        model.fit(X, T, epochs=2, batch_size=40, lr=0.05, momentum=0.9, n_threads=1)
+        results.append(model.params.copy())
+    assert np.array_equal(results[0], results[1])
+    assert np.array_equal(results[0], results[2])
 
 
 def test_predict_kernel_directly_matches_reference():

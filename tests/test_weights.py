@@ -166,12 +166,13 @@ def test_forced_parts_with_weights_match_reference(monkeypatch):
     """The GEMM kernel split into 2 parts of samples and rows, weighted, vs reference."""
     from fastbp import model as model_module
 
+    monkeypatch.setattr(model_module, "SERIAL_PARTS", 2)
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)
     sizes = [5, 9, 4]
     model, expected, _, _, _ = train_both(
         sizes, "relu", "softmax", "cross_entropy", "float64", 8,
         dict(optimizer="sgd", lr=0.1, momentum=0.5), weights_for(20, seed=8), l2=0.2, n=20)
-    assert model._parts(8) == 2
+    assert model._parts(False) == 2
     np.testing.assert_allclose(model.params, expected, **TOL["float64"])
 
 
