@@ -10,7 +10,7 @@ def config():
     count, the BLAS libraries (as threadpoolctl sees them) and the JIT cache folder."""
     import numba
     import numpy as np
-    import scipy.linalg.cython_blas  # noqa: F401  (numba's np.dot calls this BLAS)
+    import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS to report it)
     from threadpoolctl import threadpool_info
 
     from fastbp._version import __version__

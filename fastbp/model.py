@@ -295,11 +295,9 @@ class Model:
         grads = np.zeros_like(self.params)
         chunk_grads = np.zeros_like(self.params) if want_grads else grads[:0]
         parallel = self._parallel(rows)
-        with _single_threaded_blas():
-            total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T,
-                                       want_loss, want_grads, parallel, self._parts(parallel),
-                                       *self._gemm_buffers(rows),
-                                       chunk_grads, out, grads)
+        total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
+                                   want_grads, parallel, self._parts(parallel),
+                                   *self._gemm_buffers(rows), chunk_grads, out, grads)
         return total, out, grads
 
     # -- inference --------------------------------------------------------------
@@ -550,12 +548,11 @@ class Model:
         # An epoch over no samples loads (or compiles) the kernels, so that the
         # first epoch's samples/s is not the JIT's; its cost is kept, not hidden.
         start = time.perf_counter()
-        with _single_threaded_blas():
-            if parallel:
-                kthreads.region_probe(np.zeros(2))  # loaded too, outside the timing
-            epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes,
-                         hyper, self._step, Xc, T, np.arange(0), weights, batch_size,
-                         parallel, self._parts(parallel), *buffers)
+        if parallel:
+            kthreads.region_probe(np.zeros(2))  # loaded too, outside the timing
+        epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes, hyper,
+                     self._step, Xc, T, np.arange(0), weights, batch_size, parallel,
+                     self._parts(parallel), *buffers)
         history.setup_seconds = time.perf_counter() - start
         self.stop_training = False
         logs = {}
@@ -579,17 +576,15 @@ class Model:
                 epoch_parallel = parallel and not _threads_held_up()
                 history.held_up_epochs += parallel and not epoch_parallel
                 start = time.perf_counter()
-                with _single_threaded_blas():
-                    run = functools.partial(
-                        epoch_kernel, self.params, self._buf1, self._buf2, self._layout,
-                        self._codes, hyper)
-                    tail = (weights, batch_size, epoch_parallel,
-                            self._parts(epoch_parallel), *buffers)
-                    if batch_callbacks:
-                        total = self._epoch_in_chunks(run, tail, Xc, T, order, batch_size,
-                                                      epoch, batch_callbacks)
-                    else:
-                        total = run(self._step, Xc, T, order, *tail)
+                run = functools.partial(epoch_kernel, self.params, self._buf1, self._buf2,
+                                        self._layout, self._codes, hyper)
+                tail = (weights, batch_size, epoch_parallel, self._parts(epoch_parallel),
+                        *buffers)
+                if batch_callbacks:
+                    total = self._epoch_in_chunks(run, tail, Xc, T, order, batch_size, epoch,
+                                                  batch_callbacks)
+                else:
+                    total = run(self._step, Xc, T, order, *tail)
                 seconds = time.perf_counter() - start
                 self._step += n_batches
                 epoch_loss = total / total_weight
@@ -802,21 +797,4 @@ def _threads_held_up():
         if time.perf_counter() - start > _HELD_UP_SECONDS:
             return True
     return False
-
-
-_BLAS = None
-
-
-def _single_threaded_blas():
-    """Limit BLAS to one thread: the kernels call it from their own parallel
-    chunks (see kernels/gemm.py), and BLAS threads on top would oversubscribe
-    the cores and make results depend on the thread count."""
-    global _BLAS
-    if _BLAS is None:
-        # numba's np.dot calls SciPy's BLAS: load it first so the controller sees it.
-        import scipy.linalg.cython_blas  # noqa: F401
-        from threadpoolctl import ThreadpoolController
-
-        _BLAS = ThreadpoolController()
-    return _BLAS.limit(limits=1, user_api="blas")
 
