@@ -29,8 +29,12 @@ from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp._codes import N_HYPER, SOFTMAX
 from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
+from fastbp.kernels.prefetch import prefetch
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn
 from fastbp.kernels.update import adam_block, sgd_block
+
+
+PREFETCH_ROWS = 4  # rows ahead: enough to cover a DRAM miss at ~1 us a row
 
 
 @jit_serial
@@ -56,7 +60,13 @@ def _samples_part(c, parts, params, layout, codes, X, T, order, weights, first, 
         return
     n_layers = layout.shape[1] - 1
     A0 = _layer(acts, layout, rows, 0, n)
+    line = 64 // X.itemsize  # elements per cache line
     for s in range(s0, s1):  # element loops, no row views: misses overlap better
+        # Shuffled rows miss the caches: ask for the row PREFETCH_ROWS samples ahead
+        # while this one is copied (see kernels/prefetch.py).
+        ahead = order[first + min(s + PREFETCH_ROWS, s1 - 1)]
+        for j in range(0, A0.shape[1], line):
+            prefetch(X, ahead, j)
         idx = order[first + s]
         for j in range(A0.shape[1]):
             A0[s, j] = X[idx, j]
