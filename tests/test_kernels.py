@@ -240,3 +240,20 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     monkeypatch.setattr(model_module, "_threads_held_up", never)
     numba.set_num_threads(1)  # no parallel kernels: no probe
     make_model(sizes, "relu", "softmax", "cross_entropy").fit(X, T, batch_size=40)
+
+
+def test_activation_blocks_start_apart_from_their_weights_within_a_page():
+    """Model._activations places the buffer so that no layer's input block starts
+    at the same offset within a 4 KiB page as its W^l (rows 4 KiB long alias in
+    the L1 cache otherwise): here every layer is at least 1 KiB away."""
+    from fastbp.kernels.layout import UNIT, WOFF
+
+    model = make_model([16, 1024, 1024, 10], "relu", "softmax", "cross_entropy", "float32")
+    rows = 8
+    width = sum(model.sizes)
+    acts = model._activations(rows, width)
+    assert acts.shape == (rows * width,) and acts.flags.c_contiguous and not acts.any()
+    for l in range(1, len(model.sizes)):
+        gap = (acts.ctypes.data + 4 * rows * int(model._layout[UNIT, l - 1])
+               - model.params.ctypes.data - 4 * int(model._layout[WOFF, l])) % 4096
+        assert min(gap, 4096 - gap) >= 1024, (l, gap)
