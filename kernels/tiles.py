@@ -319,20 +319,24 @@ def _check(buf, start, n_rows, n_cols):
 
 
 @jit_serial
-def matmul_nt(A, a_off, W, w_off, n_rows, n_inner, n_cols, Z, z_off):
+def matmul_nt(A, a_off, W, w_off, n_rows, n_inner, n_cols, Z, z_off, ldz):
     """Z = A W^T for the row-major blocks A (n_rows, n_inner) at A[a_off:],
-    W (n_cols, n_inner) at W[w_off:], Z (n_rows, n_cols) at Z[z_off:].
+    W (n_cols, n_inner) at W[w_off:], Z (n_rows, n_cols) at Z[z_off:] with rows
+    ``ldz`` >= n_cols apart (Z may be a column block of a wider matrix).
 
     Loops: column tiles outside, so DOT_COLS rows of W stay in L1 while every
     row tile of A passes (A, a batch of inputs, stays in L2)."""
     _check(A, a_off, n_rows, n_inner)
     _check(W, w_off, n_cols, n_inner)
-    _check(Z, z_off, n_rows, n_cols)
+    if ldz < n_cols:
+        raise IndexError("rows of Z overlap")
+    if n_rows > 0:
+        _check(Z, z_off, 1, (n_rows - 1) * ldz + n_cols)
     for c in range(0, n_cols, DOT_COLS):
         nc = min(DOT_COLS, n_cols - c)
         for r in range(0, n_rows, DOT_ROWS):
             dot_tile(A, a_off + r * n_inner, n_inner, W, w_off + c * n_inner, n_inner,
-                     n_inner, Z, z_off + r * n_cols + c, n_cols, min(DOT_ROWS, n_rows - r), nc)
+                     n_inner, Z, z_off + r * ldz + c, ldz, min(DOT_ROWS, n_rows - r), nc)
 
 
 @jit_serial

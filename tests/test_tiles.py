@@ -34,7 +34,7 @@ def test_matmul_nt_is_A_times_W_transposed(dtype, rows, inner, cols):
     rng = np.random.default_rng(rows * inner + cols)
     A, W = padded(rng, rows * inner, dtype, 3), padded(rng, cols * inner, dtype, 2)
     Z = np.full(rows * cols + 8, SENTINEL, dtype=dtype)
-    tiles.matmul_nt(A, 3, W, 2, rows, inner, cols, Z, 4)
+    tiles.matmul_nt(A, 3, W, 2, rows, inner, cols, Z, 4, cols)
     expected = A[3:-3].reshape(rows, inner) @ W[2:-2].reshape(cols, inner).T
     np.testing.assert_allclose(Z[4:-4].reshape(rows, cols), expected, **TOL[dtype])
     assert unchanged_outside(Z, 4, rows * cols)
@@ -71,22 +71,32 @@ def test_matmul_tn_is_D_transposed_times_A_in_any_row_split(dtype, samples, unit
 
 
 def test_forward_rows_in_parts_give_the_same_bits():
-    """Z for all rows at once == Z computed part by part (how threads split it)."""
+    """Z for all rows at once == Z computed part by part, by rows (samples) or by
+    columns (units): how threads split it."""
     rng = np.random.default_rng(0)
     rows, inner, cols = 37, 130, 29
     A, W = rng.standard_normal(rows * inner), rng.standard_normal(cols * inner)
     whole, parts = np.zeros(rows * cols), np.zeros(rows * cols)
-    tiles.matmul_nt(A, 0, W, 0, rows, inner, cols, whole, 0)
+    tiles.matmul_nt(A, 0, W, 0, rows, inner, cols, whole, 0, cols)
     for r0, r1 in [(0, 11), (11, 12), (12, 37)]:
-        tiles.matmul_nt(A, r0 * inner, W, 0, r1 - r0, inner, cols, parts, r0 * cols)
+        tiles.matmul_nt(A, r0 * inner, W, 0, r1 - r0, inner, cols, parts, r0 * cols, cols)
     assert np.array_equal(whole, parts)
+    # and by columns: blocks of units written into the rows of the whole Z
+    by_units = np.zeros(rows * cols)
+    for c0, c1 in [(0, 7), (7, 8), (8, 29)]:
+        tiles.matmul_nt(A, 0, W, c0 * inner, rows, inner, c1 - c0, by_units, c0, cols)
+    assert np.array_equal(whole, by_units)
 
 
 def test_blocks_outside_their_buffers_raise():
     A, W, Z = np.zeros(12), np.zeros(12), np.zeros(9)
-    tiles.matmul_nt(A, 0, W, 0, 3, 4, 3, Z, 0)  # fits exactly
+    tiles.matmul_nt(A, 0, W, 0, 3, 4, 3, Z, 0, 3)  # fits exactly
     with pytest.raises(IndexError):
-        tiles.matmul_nt(A, 1, W, 0, 3, 4, 3, Z, 0)
+        tiles.matmul_nt(A, 1, W, 0, 3, 4, 3, Z, 0, 3)
+    with pytest.raises(IndexError):
+        tiles.matmul_nt(A, 0, W, 0, 3, 4, 2, Z, 0, 4)  # rows 4 apart: 10 > 9 elements
+    with pytest.raises(IndexError):
+        tiles.matmul_nt(A, 0, W, 0, 3, 4, 3, Z, 0, 2)  # rows overlapping
     with pytest.raises(IndexError):
         tiles.matmul_nn(A, 0, W, 0, 3, 4, 4, Z, 0)
     with pytest.raises(IndexError):
