@@ -292,12 +292,19 @@ def measure(cls, case, batch, threads, settings):
         peer.run_epoch()  # warm-up, compiles
     if hasattr(peer, "fit_rates"):  # fastbp: fit's own samples/s, kernel only
         peer.fit_rates.clear()
+        peer.held_up_epochs = 0
     times = _time_epochs(peer, settings["repeats"])
     median = statistics.median(times)
     rec.update(status="ok", samples=n, epoch_seconds=times, seconds_per_epoch=median,
                samples_per_second=n / median, exact=peer.exact)  # fmt: skip
-    if peer.notes:
-        rec["notes"] = peer.notes
+    notes = [peer.notes] if peer.notes else []
+    if getattr(peer, "held_up_epochs", 0):
+        rec["held_up_epochs"] = peer.held_up_epochs
+        notes.append(f"batch {batch}, {threads} threads: {peer.held_up_epochs} of "
+                     f"{settings['repeats']} timed epochs ran on one thread (other "
+                     "processes held the CPUs; History.held_up_epochs)")
+    if notes:
+        rec["notes"] = "; ".join(notes)
     if getattr(peer, "fit_rates", None):
         rec["fit_reported_samples_per_second"] = statistics.median(peer.fit_rates)
     peer.close()

@@ -373,3 +373,20 @@ def test_python_m_bench_every_installed_peer():
     for info in result["frameworks"].values():
         assert info["status"] in ("ok", "skipped")
     assert not [r for r in result["results"] if r["status"] == "error"]
+
+
+def test_held_up_epochs_are_counted_and_noted(capsys, monkeypatch, keep_threads):
+    """Epochs fit ran serially because the CPUs were busy are named in the report,
+    not hidden in a slow median (here every epoch is made to look held up)."""
+    from fastbp import model as model_module
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs 2 numba threads")
+    monkeypatch.setattr(model_module, "_threads_held_up", lambda: True)
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # S runs in parallel
+    status, out, _ = run(capsys, "--quick", "--json", "--in-process", "--peers", "none",
+                         "--threads", "2", "--repeats", "2")
+    assert status == 0
+    fastbp = [r for r in json.loads(out)["results"] if r["framework"] == "fastbp"]
+    assert fastbp and all(r["held_up_epochs"] == 2 for r in fastbp)
+    assert all("2 of 2 timed epochs ran on one thread" in r["notes"] for r in fastbp)
