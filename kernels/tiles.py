@@ -33,6 +33,8 @@ of a tile are never read (rows: the last valid row is read again and its result
 dropped; columns: masked loads and stores).
 """
 
+import os
+
 import llvmlite.binding as llvm
 from llvmlite import ir
 from numba import types
@@ -41,7 +43,11 @@ from numba.extending import intrinsic
 
 from fastbp.kernels._jit import jit_serial
 
-VECTOR_BYTES = 64 if llvm.get_host_cpu_features().get("avx512f", False) else 32
+# FASTBP_VECTOR_BYTES=32 forces the AVX2 build (tests run it, with NUMBA_CPU_NAME=haswell
+# and a fresh NUMBA_CACHE_DIR, on AVX-512 machines): kernels already in numba's cache
+# keep the width they were compiled with.
+VECTOR_BYTES = int(os.environ.get("FASTBP_VECTOR_BYTES", "0")) or (
+    64 if llvm.get_host_cpu_features().get("avx512f", False) else 32)
 # Tile shapes: accumulators plus the vectors loaded per step must fit the 32
 # (AVX-512) or 16 (AVX2) vector registers. Measured on AVX-512 (float32, one core,
 # GFLOP/s): dot 4x6 88-100 (5x5 and 6x4 alike, 4x7 spills: 59); axpy 6x4 100-106

@@ -101,3 +101,57 @@ def test_blocks_outside_their_buffers_raise():
         tiles.matmul_nn(A, 0, W, 0, 3, 4, 4, Z, 0)
     with pytest.raises(IndexError):
         tiles.matmul_tn(A, 0, 4, 2, 5, W, 0, 3, 3, np.zeros(12), 0)
+
+
+AVX2_SCRIPT = '''
+import numpy as np
+from fastbp import Model, reference
+from fastbp.kernels import tiles
+
+assert tiles.VECTOR_BYTES == 32 and (tiles.DOT_ROWS, tiles.AXPY_VECS) == (2, 2)
+rng = np.random.default_rng(0)
+for dtype, tol in (("float32", 2e-5), ("float64", 1e-12)):
+    for rows, inner, cols in [(1, 1, 1), (7, 33, 45), (5, 100, 129), (13, 256, 70)]:
+        A = rng.standard_normal(rows * inner).astype(dtype)
+        W = rng.standard_normal(cols * inner).astype(dtype)
+        Z = np.zeros(rows * cols, dtype)
+        tiles.matmul_nt(A, 0, W, 0, rows, inner, cols, Z, 0, cols)
+        expected = A.reshape(rows, inner) @ W.reshape(cols, inner).T
+        np.testing.assert_allclose(Z.reshape(rows, cols), expected, rtol=tol, atol=tol)
+        Wn = rng.standard_normal(inner * cols).astype(dtype)
+        tiles.matmul_nn(A, 0, Wn, 0, rows, inner, cols, Z, 0)
+        expected = A.reshape(rows, inner) @ Wn.reshape(inner, cols)
+        np.testing.assert_allclose(Z.reshape(rows, cols), expected, rtol=tol, atol=tol)
+        Am = rng.standard_normal(rows * cols).astype(dtype)
+        dW = np.zeros(inner * cols, dtype)
+        tiles.matmul_tn(A, 0, inner, 0, inner, Am, 0, rows, cols, dW, 0)
+        expected = A.reshape(rows, inner).T @ Am.reshape(rows, cols)
+        np.testing.assert_allclose(dW.reshape(inner, cols), expected, rtol=tol, atol=tol)
+sizes = [6, 40, 30, 3]
+X = rng.standard_normal((20, 6))
+T = np.eye(3)[rng.integers(0, 3, 20)]
+model = Model(sizes, hidden="relu", output="softmax", loss="cross_entropy", seed=3,
+              dtype="float64")
+p0 = model.params.copy()
+model.fit(X, T, epochs=2, batch_size=8, shuffle=False, lr=0.05, momentum=0.9)
+expected = reference.train(p0, sizes, True, X, T, [np.arange(20)] * 2, 8, "relu", "softmax",
+                           "cross_entropy", optimizer="sgd", lr=0.05, momentum=0.9)
+np.testing.assert_allclose(model.params, expected, rtol=1e-10, atol=1e-12)
+print("ok")
+'''
+
+
+@pytest.mark.slow
+def test_the_avx2_build_of_the_tiles_is_right_too(tmp_path):
+    """Machines without AVX-512 get 32-byte vectors and smaller tiles: built here for
+    a Haswell CPU in a fresh process and cache, held to NumPy and the reference."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "FASTBP_VECTOR_BYTES": "32", "NUMBA_CPU_NAME": "haswell",
+           "NUMBA_CACHE_DIR": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", AVX2_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip() == "ok"
