@@ -30,7 +30,7 @@ from fastbp._codes import N_HYPER, SOFTMAX
 from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.prefetch import prefetch
-from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn
+from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
 from fastbp.kernels.update import adam_block, sgd_block
 
 
@@ -216,8 +216,16 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     r0, r1 = _bounds(task // n_layers, n_out, parts)
     D = _layer(deltas, layout, rows, l, n)
     w_off, b_off = layout[WOFF, l], layout[BOFF, l]
-    matmul_tn(deltas, rows * layout[UNIT, l], n_out, r0, r1, acts, rows * layout[UNIT, l - 1],
-              n, n_in, grads, w_off)
+    decay = hyper[4] + hyper[8] / count
+    # Plain SGD steps the weights inside the gradient product (the same bits, the
+    # gradient never stored); other optimizers keep state per weight and step below.
+    fused = update and int(hyper[0]) == 0 and hyper[2] == 0.0
+    if fused:
+        sgd_step_tn(deltas, rows * layout[UNIT, l], n_out, r0, r1, acts,
+                    rows * layout[UNIT, l - 1], n, n_in, params, w_off, hyper[1], count, decay)
+    else:
+        matmul_tn(deltas, rows * layout[UNIT, l], n_out, r0, r1, acts,
+                  rows * layout[UNIT, l - 1], n, n_in, grads, w_off)
     if b_off >= 0:
         # Column sums of D over samples in order, each row's sum its own lane: the
         # loop over i vectorises with IEEE arithmetic, where one running sum per
@@ -229,8 +237,9 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
                 db[i - r0] += D[s, i]
     if not update:
         return
-    _update_range(params, grads, count, buf1, buf2, hyper, step, hyper[4] + hyper[8] / count,
-                  w_off + r0 * n_in, w_off + r1 * n_in)
+    if not fused:
+        _update_range(params, grads, count, buf1, buf2, hyper, step, decay, w_off + r0 * n_in,
+                      w_off + r1 * n_in)
     if b_off >= 0:
         _update_range(params, grads, count, buf1, buf2, hyper, step, hyper[4], b_off + r0,
                       b_off + r1)

@@ -155,3 +155,27 @@ def test_the_avx2_build_of_the_tiles_is_right_too(tmp_path):
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.strip() == "ok"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sgd_step_inside_the_gradient_product_is_the_separate_update(dtype):
+    """sgd_step_tn steps W tile by tile from gradient sums it never stores: the same
+    bits as matmul_tn storing them and update.sgd_update, in any split of the rows."""
+    from fastbp.kernels import update
+
+    rng = np.random.default_rng(4)
+    samples, units, cols = 37, 13, 70  # 70 = a full strip + a narrow one (float32)
+    D = rng.standard_normal(samples * units).astype(dtype)
+    A = rng.standard_normal(samples * cols).astype(dtype)
+    W0 = rng.standard_normal(units * cols + 3).astype(dtype)
+    sums = np.zeros(units * cols, dtype)
+    tiles.matmul_tn(D, 0, units, 0, units, A, 0, samples, cols, sums, 0)
+    expected = W0.copy()
+    update.sgd_block(expected, np.concatenate([np.zeros(3, dtype), sums]), 37.0,
+                     np.zeros(0, dtype), 0.1, 0.0, False, 0.01, 3, W0.shape[0])
+    stepped = W0.copy()
+    for r0, r1 in [(0, 5), (5, 13)]:
+        tiles.sgd_step_tn(D, 0, units, r0, r1, A, 0, samples, cols, stepped, 3, 0.1, 37.0, 0.01)
+    assert np.array_equal(stepped, expected)
+    with pytest.raises(IndexError):
+        tiles.sgd_step_tn(D, 0, units, 0, units, A, 0, samples, cols, stepped, 4, 0.1, 37.0, 0.0)
