@@ -56,6 +56,9 @@ if VECTOR_BYTES == 64:
     DOT_ROWS, DOT_COLS, AXPY_ROWS, AXPY_VECS, NARROW_ROWS = 4, 6, 6, 4, 8
 else:
     DOT_ROWS, DOT_COLS, AXPY_ROWS, AXPY_VECS, NARROW_ROWS = 2, 4, 4, 2, 8
+# One sample (online training, prediction): a tile of 1 x VEC_COLS outputs, so the
+# VEC_COLS dot products share one transposed lane reduction.
+VEC_COLS = 8 if VECTOR_BYTES == 64 else 6
 
 
 def _bytes(flt):
@@ -355,6 +358,7 @@ def _axpy_codegen(n_rows, n_vecs, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C, c_o
 # 16 columns: the main tile would compute 64 there), a taller one-vector tile
 # (8 rows; 4 and 12 measured the same within this machine's noise).
 dot_tile = _dot_tile(DOT_ROWS, DOT_COLS)
+vec_tile = _dot_tile(1, VEC_COLS)
 axpy_tile = _axpy_tile(AXPY_ROWS, AXPY_VECS)
 axpy_narrow = _axpy_tile(NARROW_ROWS, 1)
 axpy_tile_sgd = _axpy_tile(AXPY_ROWS, AXPY_VECS, True)
@@ -393,6 +397,19 @@ def matmul_nt(A, a_off, W, w_off, n_rows, n_inner, n_cols, Z, z_off, ldz):
         for r in range(0, n_rows, DOT_ROWS):
             dot_tile(A, a_off + r * n_inner, n_inner, W, w_off + c * n_inner, n_inner,
                      n_inner, Z, z_off + r * ldz + c, ldz, min(DOT_ROWS, n_rows - r), nc)
+
+
+@jit_serial
+def matvec(W, w_off, n_out, n_in, x, x_off, z, z_off):
+    """z[z_off + i] = sum_j W[w_off + i n_in + j] x[x_off + j] for i < n_out: one
+    sample's z = W x (W row-major (n_out, n_in)), no bounds checks (the caller's
+    layout guarantees them: see forward.forward_sample).
+
+    Each dot product is the forward tile's (vector partial sums, a fixed lane
+    tree), so a sample's z has the same bits alone or in a batch of one."""
+    for c in range(0, n_out, VEC_COLS):
+        vec_tile(x, x_off, n_in, W, w_off + c * n_in, n_in, n_in, z, z_off + c, 1, 1,
+                 min(VEC_COLS, n_out - c))
 
 
 @jit_serial

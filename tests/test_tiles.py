@@ -42,6 +42,24 @@ def test_matmul_nt_is_A_times_W_transposed(dtype, rows, inner, cols):
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("rows,inner,cols", SHAPES)
+def test_matvec_is_each_row_times_W_transposed_with_the_batch_bits(dtype, rows, inner, cols):
+    """One sample's z = W x (online training, prediction) against NumPy, and with
+    the same bits as that sample's row of the batch product."""
+    rng = np.random.default_rng(rows + 3 * inner + cols)
+    A, W = padded(rng, rows * inner, dtype, 3), padded(rng, cols * inner, dtype, 2)
+    batch = np.zeros(rows * cols, dtype=dtype)
+    tiles.matmul_nt(A, 3, W, 2, rows, inner, cols, batch, 0, cols)
+    for s in range(rows):
+        z = np.full(cols + 8, SENTINEL, dtype=dtype)
+        tiles.matvec(W, 2, cols, inner, A, 3 + s * inner, z, 4)
+        x = A[3 + s * inner : 3 + (s + 1) * inner]
+        np.testing.assert_allclose(z[4:-4], W[2:-2].reshape(cols, inner) @ x, **TOL[dtype])
+        assert unchanged_outside(z, 4, cols)
+        assert np.array_equal(z[4:-4], batch[s * cols : (s + 1) * cols])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,inner,cols", SHAPES)
 def test_matmul_nn_is_D_times_W(dtype, rows, inner, cols):
     rng = np.random.default_rng(rows + inner * cols)
     D, W = padded(rng, rows * inner, dtype, 1), padded(rng, inner * cols, dtype, 5)
@@ -108,7 +126,7 @@ import numpy as np
 from fastbp import Model, reference
 from fastbp.kernels import tiles
 
-assert tiles.VECTOR_BYTES == 32 and (tiles.DOT_ROWS, tiles.AXPY_VECS) == (2, 2)
+assert tiles.VECTOR_BYTES == 32 and (tiles.DOT_ROWS, tiles.AXPY_VECS, tiles.VEC_COLS) == (2, 2, 6)
 rng = np.random.default_rng(0)
 for dtype, tol in (("float32", 2e-5), ("float64", 1e-12)):
     for rows, inner, cols in [(1, 1, 1), (7, 33, 45), (5, 100, 129), (13, 256, 70)]:
@@ -127,6 +145,10 @@ for dtype, tol in (("float32", 2e-5), ("float64", 1e-12)):
         tiles.matmul_tn(A, 0, inner, 0, inner, Am, 0, rows, cols, dW, 0)
         expected = A.reshape(rows, inner).T @ Am.reshape(rows, cols)
         np.testing.assert_allclose(dW.reshape(inner, cols), expected, rtol=tol, atol=tol)
+        z = np.zeros(cols, dtype)
+        tiles.matvec(W, 0, cols, inner, A, 0, z, 0)
+        expected = W.reshape(cols, inner) @ A[:inner]
+        np.testing.assert_allclose(z, expected, rtol=tol, atol=tol)
 sizes = [6, 40, 30, 3]
 X = rng.standard_normal((20, 6))
 T = np.eye(3)[rng.integers(0, 3, 20)]
@@ -136,6 +158,12 @@ p0 = model.params.copy()
 model.fit(X, T, epochs=2, batch_size=8, shuffle=False, lr=0.05, momentum=0.9)
 expected = reference.train(p0, sizes, True, X, T, [np.arange(20)] * 2, 8, "relu", "softmax",
                            "cross_entropy", optimizer="sgd", lr=0.05, momentum=0.9)
+np.testing.assert_allclose(model.params, expected, rtol=1e-10, atol=1e-12)
+model = Model(sizes, hidden="sigmoid", seed=4, dtype="float64")  # batch 1: tiles.matvec
+p0 = model.params.copy()
+model.fit(X, T, epochs=2, batch_size=1, shuffle=False, lr=0.05)
+expected = reference.train(p0, sizes, True, X, T, [np.arange(20)] * 2, 1, "sigmoid", "linear",
+                           "mse", optimizer="sgd", lr=0.05)
 np.testing.assert_allclose(model.params, expected, rtol=1e-10, atol=1e-12)
 print("ok")
 '''
