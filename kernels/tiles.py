@@ -59,6 +59,10 @@ else:
 # One sample (online training, prediction): a tile of 1 x VEC_COLS outputs, so the
 # VEC_COLS dot products share one transposed lane reduction.
 VEC_COLS = 8 if VECTOR_BYTES == 64 else 6
+# Rows of W per range of D W (see matmul_nn): on 784-1024-1024-10's W^2, 128 gave its
+# product 3.6 ms against 3.9 in one range (interleaved runs, one core); 64 and 256
+# measured about the same as 128.
+NN_CHUNK = 128
 
 
 def _bytes(flt):
@@ -169,7 +173,8 @@ def _row_pointers(builder, base, offset, stride, count, n_rows):
 
 def _loop(builder, n_values, init, trip, body):
     """for k in range(0, trip, step): values = body(k, values); returns (k, values)
-    at exit. ``body`` returns (next k, new values)."""
+    at exit. ``body`` returns (next k, new values); ``init`` is every value's start,
+    or a list of them."""
     i64 = ir.IntType(64)
     pre = builder.block
     head = builder.append_basic_block("tile.head")
@@ -179,10 +184,11 @@ def _loop(builder, n_values, init, trip, body):
     builder.position_at_end(head)
     k = builder.phi(i64)
     k.add_incoming(i64(0), pre)
+    inits = init if isinstance(init, list) else [init] * n_values
     values = []
-    for _ in range(n_values):
-        p = builder.phi(init.type)
-        p.add_incoming(init, pre)
+    for start in inits:
+        p = builder.phi(start.type)
+        p.add_incoming(start, pre)
         values.append(p)
     builder.cbranch(builder.icmp_signed("<", k, trip), work, done)
     builder.position_at_end(work)
@@ -260,11 +266,18 @@ def _dot_codegen(n_rows, n_cols, A, a_off, lda, W, w_off, ldw, K, C, c_off, ldc,
     return sig, codegen
 
 
-def _axpy_tile(n_rows, n_vecs, sgd=False):
+def _axpy_tile(n_rows, n_vecs, sgd=False, resume=False):
     """The axpy tile kernel (an intrinsic) of n_rows rows and n_vecs vectors; with
-    ``sgd`` the variant that takes an SGD step instead of storing (its own code: a
-    runtime switch in one kernel slowed its loop by 15%)."""
-    if sgd:
+    ``sgd`` the variant that takes an SGD step instead of storing, with ``resume``
+    the one whose sums start from C's values (a sum continued over a further range
+    of the contraction index). Each its own code: a runtime switch in one kernel
+    slowed its loop by 15%."""
+    if resume:
+        def axpy_tile(typingctx, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C, c_off, ldc, rows,
+                      cols):
+            return _axpy_codegen(n_rows, n_vecs, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C,
+                                 c_off, ldc, rows, cols, resume=True)
+    elif sgd:
         def axpy_tile(typingctx, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C, c_off, ldc, rows,
                       cols, W, lr, inv_n, decay):
             return _axpy_codegen(n_rows, n_vecs, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C,
@@ -279,10 +292,13 @@ def _axpy_tile(n_rows, n_vecs, sgd=False):
 
 
 def _axpy_codegen(n_rows, n_vecs, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C, c_off,
-                  ldc, rows, cols, W=None, lr=None, inv_n=None, decay=None):
+                  ldc, rows, cols, W=None, lr=None, inv_n=None, decay=None, resume=False):
     """C[c_off + r ldc + c] = sum_j P[p_off + r p_rs + j p_cs] Q[q_off + j ldq + c],
     summed over j = 0, 1, ... in order, for r < rows <= n_rows and
-    c < cols <= n_vecs vectors (P, Q, C: 1-d, one float dtype).
+    c < cols <= n_vecs vectors (P, Q, C: 1-d, one float dtype). With ``resume``
+    each sum starts from C's value instead of 0 (rows past ``rows`` read C's last
+    valid row), so a sum over j split into consecutive ranges, each range one call,
+    has the bits of one call over all of them.
 
     With W (and scalars lr, inv_n, decay of its dtype) the sum S is not stored: W,
     laid out as C, takes plain SGD's step w - lr (S inv_n + decay w), the
@@ -331,7 +347,12 @@ def _axpy_codegen(n_rows, n_vecs, P, p_off, p_rs, p_cs, Q, q_off, ldq, J, C, c_o
                         for v in range(n_vecs)]
             return builder.add(j, i64(1)), new
 
-        _, accs = _loop(builder, n_rows * n_vecs, ir.Constant(vec, None), J_, step)
+        init = ir.Constant(vec, None)
+        if resume:  # the partial sums so far, stored in C by the previous range's call
+            c_rows = _row_pointers(builder, cp, c_off_, ldc_, rows_, n_rows)
+            init = [_masked_load(builder, builder.gep(c_rows[r], [i64(v * V)]), vec, masks[v])
+                    for r in range(n_rows) for v in range(n_vecs)]
+        _, accs = _loop(builder, n_rows * n_vecs, init, J_, step)
         if takes_step:
             lr_v, inv_n_v, decay_v = (_splat(builder, x, vec) for x in args[14:17])
         for r in range(n_rows):
@@ -361,6 +382,8 @@ dot_tile = _dot_tile(DOT_ROWS, DOT_COLS)
 vec_tile = _dot_tile(1, VEC_COLS)
 axpy_tile = _axpy_tile(AXPY_ROWS, AXPY_VECS)
 axpy_narrow = _axpy_tile(NARROW_ROWS, 1)
+axpy_tile_resume = _axpy_tile(AXPY_ROWS, AXPY_VECS, resume=True)
+axpy_narrow_resume = _axpy_tile(NARROW_ROWS, 1, resume=True)
 axpy_tile_sgd = _axpy_tile(AXPY_ROWS, AXPY_VECS, True)
 axpy_narrow_sgd = _axpy_tile(NARROW_ROWS, 1, True)
 
@@ -417,24 +440,59 @@ def matmul_nn(D, d_off, W, w_off, n_rows, n_inner, n_cols, out, out_off):
     """out = D W for the row-major blocks D (n_rows, n_inner) at D[d_off:],
     W (n_inner, n_cols) at W[w_off:], out (n_rows, n_cols) at out[out_off:].
 
-    Loops: column strips of W outside (a strip, n_inner x AXPY_VECS vectors,
-    stays in L2 while every row tile of D passes)."""
+    Loops: ranges of NN_CHUNK rows of W outside, then column strips of W (a
+    strip's range, NN_CHUNK x AXPY_VECS vectors, stays in L2 while every row tile
+    of D passes), the sums continued from range to range (the same bits as one
+    range). Why ranges: rows of W a multiple of 4 KiB long (784-1024-1024-10's W^2)
+    put a whole strip's lines in a few L2 sets, which held 1/4 of a 1024-row strip:
+    each row tile re-read it from L3 (measured: 145 GFLOP/s against 192 for
+    1008- or 1040-wide layers)."""
     _check(D, d_off, n_rows, n_inner)
     _check(W, w_off, n_inner, n_cols)
     _check(out, out_off, n_rows, n_cols)
+    _nn_range(D, d_off, W, w_off, n_rows, n_inner, n_cols, out, out_off, 0,
+              min(NN_CHUNK, n_inner))
+    for j0 in range(NN_CHUNK, n_inner, NN_CHUNK):
+        _nn_range_resume(D, d_off, W, w_off, n_rows, n_inner, n_cols, out, out_off, j0,
+                         min(j0 + NN_CHUNK, n_inner))
+
+
+@jit_serial
+def _nn_range(D, d_off, W, w_off, n_rows, n_inner, n_cols, out, out_off, j0, j1):
+    """out = D[:, j0:j1] W[j0:j1] (the first range: sums from 0)."""
     width = AXPY_VECS * _lanes(W)
     for c in range(0, n_cols, width):
         nc = min(width, n_cols - c)
         if nc <= _lanes(W):
             for r in range(0, n_rows, NARROW_ROWS):
-                axpy_narrow(D, d_off + r * n_inner, n_inner, 1, W, w_off + c, n_cols, n_inner,
-                            out, out_off + r * n_cols + c, n_cols, min(NARROW_ROWS, n_rows - r),
-                            nc)
+                axpy_narrow(D, d_off + r * n_inner + j0, n_inner, 1, W, w_off + j0 * n_cols + c,
+                            n_cols, j1 - j0, out, out_off + r * n_cols + c, n_cols,
+                            min(NARROW_ROWS, n_rows - r), nc)
         else:
             for r in range(0, n_rows, AXPY_ROWS):
-                axpy_tile(D, d_off + r * n_inner, n_inner, 1, W, w_off + c, n_cols, n_inner,
-                          out, out_off + r * n_cols + c, n_cols, min(AXPY_ROWS, n_rows - r),
-                          nc)
+                axpy_tile(D, d_off + r * n_inner + j0, n_inner, 1, W, w_off + j0 * n_cols + c,
+                          n_cols, j1 - j0, out, out_off + r * n_cols + c, n_cols,
+                          min(AXPY_ROWS, n_rows - r), nc)
+
+
+@jit_serial
+def _nn_range_resume(D, d_off, W, w_off, n_rows, n_inner, n_cols, out, out_off, j0, j1):
+    """out += D[:, j0:j1] W[j0:j1], each sum continued from out's value in order."""
+    width = AXPY_VECS * _lanes(W)
+    for c in range(0, n_cols, width):
+        nc = min(width, n_cols - c)
+        if nc <= _lanes(W):
+            for r in range(0, n_rows, NARROW_ROWS):
+                axpy_narrow_resume(D, d_off + r * n_inner + j0, n_inner, 1, W,
+                                   w_off + j0 * n_cols + c, n_cols, j1 - j0, out,
+                                   out_off + r * n_cols + c, n_cols,
+                                   min(NARROW_ROWS, n_rows - r), nc)
+        else:
+            for r in range(0, n_rows, AXPY_ROWS):
+                axpy_tile_resume(D, d_off + r * n_inner + j0, n_inner, 1, W,
+                                 w_off + j0 * n_cols + c, n_cols, j1 - j0, out,
+                                 out_off + r * n_cols + c, n_cols, min(AXPY_ROWS, n_rows - r),
+                                 nc)
 
 
 @jit_serial

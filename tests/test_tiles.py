@@ -12,7 +12,8 @@ import pytest
 
 from fastbp.kernels import tiles
 
-SHAPES = [(1, 1, 1), (3, 17, 5), (7, 33, 45), (5, 100, 129), (32, 64, 10), (13, 256, 70)]
+SHAPES = [(1, 1, 1), (3, 17, 5), (7, 33, 45), (5, 100, 129), (32, 64, 10), (13, 256, 70),
+          (9, 300, 20)]
 TOL = {"float32": dict(rtol=2e-5, atol=2e-5), "float64": dict(rtol=1e-12, atol=1e-12)}
 SENTINEL = 7.0
 
@@ -68,6 +69,22 @@ def test_matmul_nn_is_D_times_W(dtype, rows, inner, cols):
     expected = D[1:-1].reshape(rows, inner) @ W[5:-5].reshape(inner, cols)
     np.testing.assert_allclose(out[1:-1].reshape(rows, cols), expected, **TOL[dtype])
     assert unchanged_outside(out, 1, rows * cols)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("rows,inner,cols", [(7, 300, 45), (13, 2 * tiles.NN_CHUNK, 70)])
+def test_matmul_nn_in_ranges_of_rows_of_W_has_the_bits_of_one_range(dtype, rows, inner, cols):
+    """D W over ranges of the contraction (sums continued from the output) against
+    the same product in one range, bitwise, and against NumPy."""
+    rng = np.random.default_rng(rows + inner)
+    D, W = padded(rng, rows * inner, dtype, 1), padded(rng, inner * cols, dtype, 5)
+    ranged, whole = (np.full(rows * cols + 2, SENTINEL, dtype=dtype) for _ in range(2))
+    tiles.matmul_nn(D, 1, W, 5, rows, inner, cols, ranged, 1)
+    tiles._nn_range(D, 1, W, 5, rows, inner, cols, whole, 1, 0, inner)
+    assert np.array_equal(ranged, whole)
+    expected = D[1:-1].reshape(rows, inner) @ W[5:-5].reshape(inner, cols)
+    np.testing.assert_allclose(ranged[1:-1].reshape(rows, cols), expected, **TOL[dtype])
+    assert unchanged_outside(ranged, 1, rows * cols)
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
