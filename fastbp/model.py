@@ -689,8 +689,8 @@ class Model:
         if batch_size == 1:
             width = row_width(self._layout)
             A, Z, D = (np.zeros((1, width), dtype=self.dtype) for _ in range(3))
-            t_row = np.zeros(self.sizes[-1], dtype=self.dtype)
-            return ktrain.train_epoch_online, (A, Z, D, t_row)
+            loss = np.zeros(1)  # one sample's loss
+            return ktrain.train_epoch_online, (A, Z, D, loss)
         rows = min(batch_size, n)
         return kgemm.train_epoch_gemm, (*self._gemm_buffers(rows), np.zeros_like(self.params))
 

@@ -6,7 +6,7 @@ Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
 """
 
 from fastbp.kernels._jit import jit_serial
-from fastbp.kernels.activations import output_delta, scale_by_derivative
+from fastbp.kernels.activations import scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.update import (
     adam_constants,
@@ -26,8 +26,9 @@ def _layer_slices(layout, a, z, delta, l):
 
 
 @jit_serial
-def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2, wd_weights):
-    """Backward pass and optimizer update for one sample (batch size 1), fused.
+def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, wd_weights):
+    """Backward pass and optimizer update for one sample (batch size 1), fused;
+    delta^L is in ``delta`` already (``activations.losses_and_deltas``).
 
     Walking down from layer L, each weight W^l_ij is read once: it feeds
     (W^l)^T delta^l for the next delta and is then replaced by its update with
@@ -43,8 +44,6 @@ def online_step(params, layout, codes, hyper, step, a, z, t, delta, buf1, buf2, 
     step for the last layer alone).
     """
     n_layers = layout.shape[1] - 1
-    a_L, z_L, delta_L = _layer_slices(layout, a, z, delta, n_layers)
-    output_delta(z_L, a_L, t, delta_L, codes[1], codes[2])
     dt = params.dtype.type
     adam = int(hyper[0]) != 0
     lr, momentum, wd, wd_w = dt(hyper[1]), dt(hyper[2]), dt(hyper[4]), dt(wd_weights)

@@ -27,7 +27,7 @@ from numba import prange
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp._codes import N_HYPER, SOFTMAX
-from fastbp.kernels.activations import activate, output_delta, sample_loss, scale_by_derivative
+from fastbp.kernels.activations import activate, losses_and_deltas, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.prefetch import prefetch
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
@@ -138,21 +138,17 @@ def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, 
                      acts[start + s0 * n_out : start + s1 * n_out], code)
     if not want_loss:
         return
-    Z = _layer(zs, layout, rows, n_layers, n)
-    A = _layer(acts, layout, rows, n_layers, n)
-    D = _layer(deltas, layout, rows, n_layers, n)
-    weighted = weights.shape[0] > 0
-    for s in range(s0, s1):
-        idx = order[first + s]
-        t = T[idx]
-        losses[s] = sample_loss(Z[s], A[s], t, codes[1], codes[2])
-        if want_delta:
-            output_delta(Z[s], A[s], t, D[s], codes[1], codes[2])
-        if weighted:  # the sample's share of the weighted sums: w_s loss_s, w_s delta_s
-            losses[s] *= weights[idx]
+    n_out = layout[SIZE, n_layers]
+    start = rows * layout[UNIT, n_layers]
+    losses_and_deltas(zs, acts, deltas, start, n_out, s0, s1, T, order, first, losses,
+                      want_delta, codes[1], codes[2])
+    if weights.shape[0] > 0:  # each sample's share of the weighted sums: w loss, w delta
+        for s in range(s0, s1):
+            w = weights[order[first + s]]
+            losses[s] *= w
             if want_delta:
-                for i in range(D.shape[1]):
-                    D[s, i] *= weights[idx]
+                for i in range(start + s * n_out, start + (s + 1) * n_out):
+                    deltas[i] *= w
     if not want_delta:
         return
     for l in range(n_layers, 1, -1):  # delta^(l-1) = (delta^l W^l) o s'(z^(l-1))

@@ -1,7 +1,7 @@
 """Online training (batch size 1): a whole epoch in one compiled call."""
 
 from fastbp.kernels._jit import jit_serial
-from fastbp.kernels.activations import sample_loss
+from fastbp.kernels.activations import losses_and_deltas
 from fastbp.kernels.backward import online_step
 from fastbp.kernels.forward import forward_sample
 from fastbp.kernels.layout import SIZE, UNIT
@@ -10,7 +10,7 @@ from fastbp.kernels.prefetch import prefetch
 
 @jit_serial
 def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                       weights, batch_size, parallel, parts, A, Z, D, t_row):
+                       weights, batch_size, parallel, parts, A, Z, D, loss):
     """One epoch of online training (batch size 1; ``batch_size``, ``parallel`` and
     ``parts`` are ignored: it is serial):
     forward, then ``online_step`` (backward fused with the update) per sample, in
@@ -24,16 +24,18 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
     sample's update; the Adam step count still advances (one step per batch, as
     in the mini-batch kernel).
 
-    Rows of X and T are copied element-wise into fixed buffers (A[0], ``t_row``)
-    rather than sliced: a slice per sample costs reference counting (~10-20 ns
-    each), which matters at ~1 us a sample on small networks.
+    Rows of X are copied element-wise into a fixed buffer (A[0]) rather than
+    sliced: a slice per sample costs reference counting (~10-20 ns each), which
+    matters at ~1 us a sample on small networks; the loss and delta^L read the
+    sample's row of T in place (``losses_and_deltas``), its loss into ``loss``
+    (one float64).
     """
     a, z, delta = A[0], Z[0], D[0]
     weighted = weights.shape[0] > 0
     wd, l2 = hyper[4], hyper[8]
     n_in = layout[SIZE, 0]
     out_start = layout[UNIT, layout.shape[1] - 1]
-    a_out, z_out = a[out_start:], z[out_start:]
+    n_out = layout[SIZE, layout.shape[1] - 1]
     total = 0.0
     n_samples = order.shape[0]
     line = 64 // X.itemsize  # elements per cache line
@@ -41,21 +43,20 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
         idx = order[k]
         for j in range(n_in):
             a[j] = X[idx, j]
-        for j in range(t_row.shape[0]):
-            t_row[j] = T[idx, j]
         # Start loading the NEXT sample's row now (see kernels/prefetch.py).
         upcoming = order[min(k + 1, n_samples - 1)]
         for j in range(0, n_in, line):
             prefetch(X, upcoming, j)
         prefetch(T, upcoming, 0)
         forward_sample(params, layout, codes, a, z)
-        loss = sample_loss(z_out, a_out, t_row, codes[1], codes[2])
+        losses_and_deltas(z, a, delta, out_start, n_out, 0, 1, T, order, k, loss, True, codes[1],
+                          codes[2])
         weight = 1.0
         if weighted:
             weight = float(weights[idx])
-            loss *= weights[idx]
-        total += loss
+            loss[0] *= weights[idx]
+        total += loss[0]
         if weight > 0.0:
-            online_step(params, layout, codes, hyper, step + k + 1, a, z, t_row, delta, buf1,
-                        buf2, wd + l2 / weight)
+            online_step(params, layout, codes, hyper, step + k + 1, a, z, delta, buf1, buf2,
+                        wd + l2 / weight)
     return total
