@@ -21,10 +21,16 @@ is given, a short probe epoch sizes each framework's epoch to --epoch-seconds.
 
 Thread pools are sized when a library initialises, so each (framework, threads)
 pair runs in its own worker process (``python -m fastbp.bench --worker ...``,
-one JSON line on stdout) started with NUMBA_NUM_THREADS, OMP_NUM_THREADS,
-OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and XLA_FLAGS set and pinned to that many
-CPUs (JAX ignores the flags); the workers also call numba.set_num_threads /
-torch.set_num_threads. The peers live in
+commands and answers as JSON lines) started with NUMBA_NUM_THREADS,
+OMP_NUM_THREADS, OPENBLAS_NUM_THREADS, MKL_NUM_THREADS and XLA_FLAGS set and
+pinned to that many CPUs (JAX ignores the flags); the workers also call
+numba.set_num_threads / torch.set_num_threads. All workers start together and
+their timed epochs take turns -- one epoch of each framework and thread count a
+round, ``--repeats`` rounds per grid point, TURN_PAUSE seconds before each -- so
+that the host's slow spells (these shared virtual machines have them: cache lines
+between the two vCPUs took 5x longer for seconds at a time, measured) fall on
+every framework alike and the ratios compare epochs run in the same minute. The
+peers live in
 ``fastbp._bench_peers``.
 """
 
@@ -166,7 +172,9 @@ def add_arguments(p, worker=False):
                    "(default: %(default)s)")
     p.add_argument("--repeats", type=_positive_int, metavar="R",
                    help="timed epochs per measurement, the median is reported; one "
-                   "untimed warm-up epoch (JIT compile) comes first (default: 3)")
+                   "untimed warm-up epoch (JIT compile) comes first; with worker "
+                   "processes the timed epochs of all frameworks and thread counts "
+                   "take turns, one each a round (default: 3)")
     p.add_argument("--peers", type=_names(PEER_NAMES, ("all", "none")), metavar="LIST",
                    help="comma-separated peers to compare with: "
                    f"{', '.join(PEER_NAMES)}, 'all' or 'none'; missing ones are "
@@ -263,52 +271,98 @@ def _time_epochs(peer, repeats):
     return times
 
 
+class _Measurement:
+    """One record -- ``cls`` on ``case`` at ``batch`` and ``threads`` -- in steps:
+    ``prepare`` (the probe that sizes the epoch, the untimed warm-up epoch),
+    ``epoch`` (one timed epoch) and ``finish`` (the record of the timed epochs), so
+    that the epochs of several frameworks can take turns (see ``_run_interleaved``)."""
+
+    def __init__(self, cls, case, batch, threads, settings):
+        self.cls, self.case, self.batch, self.threads = cls, case, batch, threads
+        self.settings = settings
+        self.rec = _record(case.name, batch, threads, cls.name, shuffles=cls.shuffles)
+        self.peer, self.n, self.times = None, 0, []
+
+    def prepare(self):
+        """Probe and warm up; returns None when ready, else the finished record
+        (skipped: the peer cannot run this case)."""
+        cls, batch, threads, settings, c = (self.cls, self.batch, self.threads,
+                                            self.settings, self.case)  # fmt: skip
+        peer = cls()
+        cap = c.max_samples if settings["samples"] is None else settings["samples"]
+        cap = max(batch, cap // batch * batch)
+        problem = peers.make_problem(c.sizes, c.hidden, c.output, c.loss, cap, LR)
+        reason = peer.unsupported(problem, batch)
+        if reason:
+            return {**self.rec, "status": "skipped", "reason": reason}
+        self.peer = peer
+        n, ready = cap, False
+        if settings["samples"] is None:  # a probe epoch picks n for ~epoch_seconds
+            n0 = min(cap, max(4 * batch, -(-256 // batch) * batch))
+            peer.setup(problem.head(n0), batch, threads)
+            peer.run_epoch()  # warm-up, compiles
+            (t0,) = _time_epochs(peer, 1)
+            n = int(min(cap, max(n0, n0 / t0 * settings["epoch_seconds"])))
+            n = n // batch * batch
+            if n > 1.5 * n0:
+                peer.close()
+                self.peer = peer = cls()
+            else:
+                n, ready = n0, True
+        if not ready:
+            peer.setup(problem.head(n), batch, threads)
+            peer.run_epoch()  # warm-up, compiles
+        if hasattr(peer, "fit_rates"):  # fastbp: fit's own samples/s, kernel only
+            peer.fit_rates.clear()
+            peer.held_up_epochs = 0
+        self.n = n
+        return None
+
+    def epoch(self):
+        """One timed epoch; returns its seconds."""
+        (seconds,) = _time_epochs(self.peer, 1)
+        self.times.append(seconds)
+        return seconds
+
+    def finish(self):
+        """The record of the timed epochs (their median); closes the peer."""
+        peer, times, batch, threads = self.peer, self.times, self.batch, self.threads
+        median = statistics.median(times)
+        rec = {**self.rec, "status": "ok", "samples": self.n, "epoch_seconds": times,
+               "seconds_per_epoch": median, "samples_per_second": self.n / median,
+               "exact": peer.exact}  # fmt: skip
+        notes = [peer.notes] if peer.notes else []
+        if getattr(peer, "held_up_epochs", 0):
+            rec["held_up_epochs"] = peer.held_up_epochs
+            notes.append(f"batch {batch}, {threads} threads: {peer.held_up_epochs} of "
+                         f"{len(times)} timed epochs ran on one thread (other "
+                         "processes held the CPUs; History.held_up_epochs)")
+        if notes:
+            rec["notes"] = "; ".join(notes)
+        if getattr(peer, "fit_rates", None):
+            rec["fit_reported_samples_per_second"] = statistics.median(peer.fit_rates)
+        self.close()
+        return rec
+
+    def close(self):
+        if self.peer is not None:
+            self.peer.close()
+            self.peer = None
+
+
 def measure(cls, case, batch, threads, settings):
-    """One record: samples/s of ``cls`` on ``case`` at ``batch`` and ``threads``."""
-    rec = _record(case.name, batch, threads, cls.name, shuffles=cls.shuffles)
-    peer = cls()
-    cap = case.max_samples if settings["samples"] is None else settings["samples"]
-    cap = max(batch, cap // batch * batch)
-    c = case
-    problem = peers.make_problem(c.sizes, c.hidden, c.output, c.loss, cap, LR)
-    reason = peer.unsupported(problem, batch)
-    if reason:
-        return {**rec, "status": "skipped", "reason": reason}
-    n, ready = cap, False
-    if settings["samples"] is None:  # a probe epoch picks n for ~epoch_seconds
-        n0 = min(cap, max(4 * batch, -(-256 // batch) * batch))
-        peer.setup(problem.head(n0), batch, threads)
-        peer.run_epoch()  # warm-up, compiles
-        (t0,) = _time_epochs(peer, 1)
-        n = int(min(cap, max(n0, n0 / t0 * settings["epoch_seconds"])))
-        n = n // batch * batch
-        if n > 1.5 * n0:
-            peer.close()
-            peer = cls()
-        else:
-            n, ready = n0, True
-    if not ready:
-        peer.setup(problem.head(n), batch, threads)
-        peer.run_epoch()  # warm-up, compiles
-    if hasattr(peer, "fit_rates"):  # fastbp: fit's own samples/s, kernel only
-        peer.fit_rates.clear()
-        peer.held_up_epochs = 0
-    times = _time_epochs(peer, settings["repeats"])
-    median = statistics.median(times)
-    rec.update(status="ok", samples=n, epoch_seconds=times, seconds_per_epoch=median,
-               samples_per_second=n / median, exact=peer.exact)  # fmt: skip
-    notes = [peer.notes] if peer.notes else []
-    if getattr(peer, "held_up_epochs", 0):
-        rec["held_up_epochs"] = peer.held_up_epochs
-        notes.append(f"batch {batch}, {threads} threads: {peer.held_up_epochs} of "
-                     f"{settings['repeats']} timed epochs ran on one thread (other "
-                     "processes held the CPUs; History.held_up_epochs)")
-    if notes:
-        rec["notes"] = "; ".join(notes)
-    if getattr(peer, "fit_rates", None):
-        rec["fit_reported_samples_per_second"] = statistics.median(peer.fit_rates)
-    peer.close()
-    return rec
+    """One record: samples/s of ``cls`` on ``case`` at ``batch`` and ``threads``
+    (its epochs one after another)."""
+    m = _Measurement(cls, case, batch, threads, settings)
+    try:
+        done = m.prepare()
+        if done:
+            return done
+        for _ in range(settings["repeats"]):
+            m.epoch()
+        return m.finish()
+    finally:
+        m.close()
 
 
 def _record(case, batch, threads, framework, **more):
@@ -360,46 +414,196 @@ def _pin(threads):
     return lambda: os.sched_setaffinity(0, cpus)
 
 
-def _spawn(name, threads, settings):
-    """run_framework in a worker process with the thread-count environment."""
-    # fmt: off
-    cmd = [sys.executable, "-m", "fastbp.bench", "--worker", "--framework", name,
-           "--threads", str(threads), "--cases", ",".join(settings["cases"]),
-           "--repeats", str(settings["repeats"]),
-           "--gemm-size", str(settings["gemm_size"]),
-           "--epoch-seconds", str(settings["epoch_seconds"])]
-    # fmt: on
-    if settings["batch_sizes"]:
-        cmd += ["--batch-sizes", *map(str, settings["batch_sizes"])]
-    if settings["samples"]:
-        cmd += ["--samples", str(settings["samples"])]
-    with tempfile.TemporaryFile(mode="w+") as stdout:
-        env, pipe, pin = _worker_env(threads), subprocess.PIPE, _pin(threads)
-        proc = subprocess.Popen(
-            cmd, env=env, stdout=stdout, stderr=pipe, text=True, preexec_fn=pin
-        )
-        timer = threading.Timer(WORKER_TIMEOUT, proc.kill)
-        timer.start()
-        other = []
+def serve(name, threads, settings, stdin=None, stdout=None):
+    """The worker's side of ``_Worker``: JSON commands, one a line, on ``stdin``;
+    each answered by one line ``MARK + JSON`` on ``stdout`` (other output of the
+    libraries may come between). Commands: start (version, or skipped), setup of a
+    case and batch (probe and warm-up), epoch (one timed epoch: its seconds),
+    finish (the record), gemm (the GEMM peak and the CPUs), quit."""
+    stdin, stdout = stdin or sys.stdin, stdout or sys.stdout
+    cls = peers.PEERS[name]
+    current = None
+    for line in stdin:
+        cmd = json.loads(line)
+        op = cmd["op"]
+        if op == "quit":
+            break
         try:
-            for line in proc.stderr:  # relay the progress lines, keep the rest
-                if line.startswith("  " + name):
-                    print(line, end="", file=sys.stderr, flush=True)
-                else:
-                    other.append(line)
-            proc.wait()
+            if op == "start":
+                try:
+                    reply = {"status": "ok", "version": cls.available()}
+                except (peers.Unavailable, ImportError, OSError) as exc:
+                    reply = {"status": "skipped", "reason": str(exc)}
+            elif op == "setup":
+                current = _Measurement(cls, CASES[cmd["case"]], cmd["batch"], threads,
+                                       settings)
+                reply = {"record": current.prepare()}
+            elif op == "epoch":
+                reply = {"seconds": current.epoch()}
+            elif op == "finish":
+                reply = {"record": current.finish()}
+                current = None
+            elif op == "gemm":
+                # after the timings: OpenBLAS threads spin for a while after a GEMM
+                reply = {"gemm_gflops": gemm_gflops(settings["gemm_size"])}
+                if hasattr(os, "sched_getaffinity"):
+                    reply["cpus"] = sorted(os.sched_getaffinity(0))
+            else:
+                reply = {"error": f"unknown command {op!r}"}
+        except Exception as exc:  # reported; the driver records the error
+            reply = {"error": f"{type(exc).__name__}: {exc}"}
+            if current is not None:
+                current.close()
+                current = None
+        print(MARK + json.dumps(reply), file=stdout, flush=True)
+    return 0
+
+
+class WorkerFailed(Exception):
+    """A worker process died, hung or answered with an error."""
+
+
+class _Worker:
+    """One (framework, thread count) in a worker process of its own: thread pools are
+    sized when a library initialises, so each pair gets fresh ones, pinned to that
+    many CPUs. The driver sends it one command at a time (see ``serve``)."""
+
+    def __init__(self, name, threads, settings):
+        self.name, self.threads, self.busy = name, threads, 0.0
+        # fmt: off
+        cmd = [sys.executable, "-m", "fastbp.bench", "--worker", "--framework", name,
+               "--threads", str(threads), "--gemm-size", str(settings["gemm_size"]),
+               "--epoch-seconds", str(settings["epoch_seconds"])]
+        # fmt: on
+        if settings["samples"]:
+            cmd += ["--samples", str(settings["samples"])]
+        self.stderr = tempfile.TemporaryFile(mode="w+")
+        self.proc = subprocess.Popen(
+            cmd, env=_worker_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=self.stderr, text=True, preexec_fn=_pin(threads))  # fmt: skip
+
+    def ask(self, **cmd):
+        """Send one command, return its answer (raises WorkerFailed)."""
+        began = time.perf_counter()
+        timer = threading.Timer(WORKER_TIMEOUT, self.proc.kill)
+        timer.start()
+        try:
+            self.proc.stdin.write(json.dumps(cmd) + "\n")
+            self.proc.stdin.flush()
+            for line in self.proc.stdout:
+                if line.startswith(MARK):
+                    reply = json.loads(line[len(MARK) :])
+                    break
+            else:
+                raise WorkerFailed(f"worker failed: {self._tail()}")
+        except (BrokenPipeError, OSError) as exc:
+            raise WorkerFailed(f"worker failed: {self._tail() or exc}") from exc
         finally:
             timer.cancel()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        stdout.seek(0)
-        lines = [ln for ln in stdout.read().splitlines() if ln.startswith(MARK)]
-    if proc.returncode == 0 and lines:
-        return json.loads(lines[-1][len(MARK) :])
-    tail = "".join(other[-5:]).strip() or f"exit status {proc.returncode}"
-    why = f"worker failed: {tail}"
-    return dict(framework=name, threads=threads, records=[], status="error", reason=why)
+            self.busy += time.perf_counter() - began
+        if "error" in reply:
+            raise WorkerFailed(reply["error"])
+        return reply
+
+    def _tail(self):
+        self.proc.poll()
+        self.stderr.seek(0)
+        lines = self.stderr.read().strip().splitlines()
+        return "\n".join(lines[-5:]) or f"exit status {self.proc.returncode}"
+
+    def close(self):
+        try:
+            if self.proc.poll() is None:
+                self.proc.stdin.write(json.dumps({"op": "quit"}) + "\n")
+                self.proc.stdin.close()
+                self.proc.wait(timeout=60)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.stderr.close()
+
+
+# Pause before every timed epoch of the interleaved run: the worker that ran before
+# may still have threads spinning after its work (libgomp, XLA's pool, OpenBLAS:
+# its threads poll for new work for ~0.1 s), which would take CPU time from this one.
+TURN_PAUSE = 0.2
+
+
+def _run_interleaved(frameworks, settings):
+    """Every (framework, thread count) in a worker process, all started at once;
+    for each (case, batch) of the grid, each worker prepares in turn, then the timed
+    epochs take turns: one epoch of each worker per round, ``repeats`` rounds, the
+    order rotated each round. A slow spell of the host (these shared virtual
+    machines have them, for seconds) then falls on every framework alike instead of
+    on whichever ran then. Returns the workers' results as ``run_framework``'s."""
+    workers, out = [], []
+    for threads in settings["thread_counts"]:
+        for name in frameworks:
+            w = _Worker(name, threads, settings)
+            result = {"framework": name, "threads": threads, "records": []}
+            try:
+                info = w.ask(op="start")
+            except WorkerFailed as exc:
+                info = {"status": "error", "reason": str(exc)}
+            if info["status"] == "ok":
+                result["version"] = info["version"]
+                workers.append((w, result))
+            else:
+                result.update(status=info["status"], reason=info["reason"])
+                w.close()
+            out.append(result)
+    live = list(workers)
+    try:
+        for case, batch in _grid(settings):
+            ready = []
+            for w, result in live:
+                print(f"  {w.name}, {w.threads} thread(s): {case.name} batch {batch}",
+                      file=sys.stderr, flush=True)
+                try:
+                    done = w.ask(op="setup", case=case.name, batch=batch)["record"]
+                except WorkerFailed as exc:
+                    done = _record(case.name, batch, w.threads, w.name, status="error",
+                                   reason=str(exc))
+                if done:
+                    result["records"].append(done)
+                else:
+                    ready.append((w, result))
+            failed = set()
+            for r in range(settings["repeats"]):
+                k = r % len(ready) if ready else 0
+                for w, result in ready[k:] + ready[:k]:
+                    if id(w) in failed:
+                        continue
+                    time.sleep(TURN_PAUSE)
+                    try:
+                        w.ask(op="epoch")
+                    except WorkerFailed as exc:
+                        failed.add(id(w))
+                        result["records"].append(_record(
+                            case.name, batch, w.threads, w.name, status="error",
+                            reason=str(exc)))  # fmt: skip
+            for w, result in ready:
+                if id(w) not in failed:
+                    try:
+                        result["records"].append(w.ask(op="finish")["record"])
+                    except WorkerFailed as exc:
+                        result["records"].append(_record(
+                            case.name, batch, w.threads, w.name, status="error",
+                            reason=str(exc)))  # fmt: skip
+        for w, result in live:
+            try:
+                result.update(w.ask(op="gemm"), status="ok")
+            except WorkerFailed as exc:
+                result.update(status="error", reason=str(exc))
+    finally:
+        for w, result in live:
+            w.close()
+            result["seconds"] = w.busy
+            print(f"  {w.name}, {w.threads} thread(s): done, busy {w.busy:.1f} s",
+                  file=sys.stderr, flush=True)
+    return out
 
 
 # -- the whole run ----------------------------------------------------------------
@@ -458,20 +662,19 @@ def run(settings, in_process=False):
     start = time.perf_counter()
     frameworks = ["fastbp", *settings["peers"]]
     skipped = {n: "not installed" for n in frameworks if not _installed(n)}
-    workers = []
-    for threads in settings["thread_counts"]:
-        for name in frameworks:
-            if name in skipped:
-                continue
-            began = time.perf_counter()
-            if in_process:
+    present = [n for n in frameworks if n not in skipped]
+    if in_process:
+        workers = []
+        for threads in settings["thread_counts"]:
+            for name in present:
+                began = time.perf_counter()
                 with _threads_in_process(threads):
                     workers.append(run_framework(name, threads, settings))
-            else:
-                workers.append(_spawn(name, threads, settings))
-            workers[-1]["seconds"] = seconds = time.perf_counter() - began
-            done = f"  {name}, {threads} thread(s): done in {seconds:.1f} s"
-            print(done, file=sys.stderr, flush=True)
+                workers[-1]["seconds"] = seconds = time.perf_counter() - began
+                done = f"  {name}, {threads} thread(s): done in {seconds:.1f} s"
+                print(done, file=sys.stderr, flush=True)
+    else:
+        workers = _run_interleaved(present, settings)
     peer_info = {n: {"status": "skipped", "reason": r} for n, r in skipped.items()}
     records, peak = [], {}
     for w in workers:
@@ -491,7 +694,9 @@ def run(settings, in_process=False):
         "machine": machine_info(),
         "settings": {**settings, "lr": LR, "dtype": "float32", "optimizer": "sgd",
                      "in_process": in_process,
-                     "timing": "median of repeats after one untimed warm-up epoch"},
+                     "timing": "median of repeats after one untimed warm-up epoch" + (
+                         "" if in_process else "; the timed epochs of every framework "
+                         "and thread count take turns, one each a round")},
         "cases": {c.name: {"sizes": list(c.sizes), "hidden": c.hidden,
                            "output": c.output, "loss": c.loss,
                            "batch_sizes": list(c.batch_sizes),
@@ -551,7 +756,8 @@ def format_report(result):
         f"numpy {m['numpy']} ({m['blas']}), numba {m['numba']}, fastbp {m['fastbp']}; "
         f"{m['date']}",
         f"float32, plain SGD lr {s['lr']}, median of {s['repeats']} epoch(s) after a "
-        "warm-up epoch; every framework shuffles each epoch",
+        "warm-up epoch; every framework shuffles each epoch"
+        + ("" if s.get("in_process") else "; the frameworks' epochs take turns"),
         f"GEMM peak (float32 np.dot, {s['gemm_size']}x{s['gemm_size']}): {peaks}",
         f"FLOPs per sample: {flops}",
         "",
@@ -636,7 +842,9 @@ DESCRIPTION = (
     "the same run at the same thread count, and the ratio of each framework's "
     "samples/s to the fastest peer's (fastbp excluded). Each (framework, thread "
     "count) runs in a fresh worker process pinned to that many CPUs, so that its "
-    "thread pools start with the right size."
+    "thread pools start with the right size; the timed epochs of all of them take "
+    "turns (one epoch each a round), so that the ratios compare epochs of the same "
+    "minutes."
 )
 
 
@@ -656,9 +864,7 @@ def main(args=None):
         args = build_parser(worker=True).parse_args(args)
     settings = _settings(args)
     if getattr(args, "worker", False):
-        result = run_framework(args.framework, settings["thread_counts"][0], settings)
-        print(MARK + json.dumps(result), flush=True)
-        return 0
+        return serve(args.framework, settings["thread_counts"][0], settings)
     result = run(settings, in_process=args.in_process)
     text = json.dumps(result, indent=1)
     if args.save:

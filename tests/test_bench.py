@@ -390,3 +390,66 @@ def test_held_up_epochs_are_counted_and_noted(capsys, monkeypatch, keep_threads)
     fastbp = [r for r in json.loads(out)["results"] if r["framework"] == "fastbp"]
     assert fastbp and all(r["held_up_epochs"] == 2 for r in fastbp)
     assert all("2 of 2 timed epochs ran on one thread" in r["notes"] for r in fastbp)
+
+
+class _FakeWorker:
+    """Stands in for a worker process: logs the commands, answers at once."""
+
+    log = []
+
+    def __init__(self, name, threads, settings):
+        self.name, self.threads, self.busy, self.grid = name, threads, 0.0, None
+
+    def ask(self, **cmd):
+        op = cmd["op"]
+        _FakeWorker.log.append((self.name, self.threads, op))
+        if op == "start":
+            if self.name == "torch":
+                return {"status": "skipped", "reason": "not here"}
+            return {"status": "ok", "version": "0"}
+        if op == "setup":
+            self.grid = cmd["case"], cmd["batch"]
+            return {"record": None}
+        if op == "epoch":
+            if self.name == "jax" and self.threads == 2:
+                raise bench.WorkerFailed("died")
+            return {"seconds": 0.5}
+        if op == "finish":
+            rec = bench._record(*self.grid, self.threads, self.name, status="ok", samples=8,
+                                samples_per_second=16.0, epoch_seconds=[0.5],
+                                seconds_per_epoch=0.5, exact=True, shuffles=True)
+            return {"record": rec}
+        return {"gemm_gflops": 1.0, "cpus": [0]}
+
+    def close(self):
+        pass
+
+
+def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
+    """Every worker (framework x thread count) prepares before any timed epoch of a
+    grid point; then each round times one epoch of every worker, the order rotated
+    round by round; a skipped framework gets no epochs, a failing worker an error
+    record while the others go on."""
+    _FakeWorker.log = []
+    monkeypatch.setattr(bench, "_Worker", _FakeWorker)
+    monkeypatch.setattr(bench, "TURN_PAUSE", 0.0)
+    settings = bench._settings(bench.build_parser().parse_args(
+        ["--cases", "S", "--batch-sizes", "1", "16", "--repeats", "3"]))
+    out = bench._run_interleaved(["fastbp", "torch", "jax"], settings)
+    workers = [("fastbp", 1), ("jax", 1), ("fastbp", 2), ("jax", 2)]
+    for batch_index in range(2):
+        ops = [entry for entry in _FakeWorker.log if entry[2] in ("setup", "epoch", "finish")]
+        # per grid point: 4 setups, 4 + 3 + 3 epochs, 3 finishes
+        block = ops[batch_index * 17 : (batch_index + 1) * 17]
+        setups = [(n, t) for n, t, op in block[:4]]
+        assert setups == workers and all(op == "setup" for *_, op in block[:4])
+        epochs = [(n, t) for n, t, op in block[4:] if op == "epoch"]
+        # round 1: all four (jax at 2 threads fails); rounds 2-3 without it, rotated
+        assert epochs[:4] == workers
+        assert epochs[4:7] == [("jax", 1), ("fastbp", 2), ("fastbp", 1)]
+        assert epochs[7:] == [("fastbp", 2), ("fastbp", 1), ("jax", 1)]
+    by = {(w["framework"], w["threads"]): w for w in out}
+    assert by[("torch", 1)]["status"] == "skipped"
+    assert [r["status"] for r in by[("jax", 2)]["records"]] == ["error", "error"]
+    assert [r["batch_size"] for r in by[("fastbp", 1)]["records"]] == [1, 16]
+    assert by[("fastbp", 2)]["status"] == "ok" and by[("fastbp", 2)]["gemm_gflops"] == 1.0
