@@ -101,11 +101,16 @@ def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs):
     Z = _layer(zs, layout, rows, 1, n)
     A = _layer(acts, layout, rows, 1, n)
     b_off = layout[BOFF, 1]
-    for s in range(n):
-        if b_off >= 0:
+    if b_off >= 0:
+        for s in range(n):
             for i in range(u0, u1):
                 Z[s, i] += params[b_off + i]
-        activate(Z[s, u0:u1], A[s, u0:u1], codes[0])  # hidden units: element-wise
+    if u1 - u0 == n_out:  # all the units (one part): the rows as one flat run, one call
+        start = rows * layout[UNIT, 1]
+        activate(zs[start : start + n * n_out], acts[start : start + n * n_out], codes[0])
+    else:  # element-wise, the part's units of each row (a view and a call per row)
+        for s in range(n):
+            activate(Z[s, u0:u1], A[s, u0:u1], codes[0])
 
 
 @jit_serial
