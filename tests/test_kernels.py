@@ -149,13 +149,13 @@ def test_bit_identical_at_any_thread_count(batch_size, dtype, restore_threads, m
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_bit_identical_for_any_number_of_parts(dtype, monkeypatch):
+@pytest.mark.parametrize("sizes", [[6, 80, 70, 4], [5, 40, 33, 21, 3]], ids=["3", "4"])
+def test_bit_identical_for_any_number_of_parts(dtype, sizes, monkeypatch):
     """The parts a batch is split into (one per thread in parallel) change no bit:
-    1, 2 and 7 parts of 40 samples and of 80 and 70 rows, split off the tiles'
-    edges, train to the same parameters."""
+    1, 2 and 7 parts of 40 samples and of 80 and 70 rows (and a net with three
+    hidden layers), split off the tiles' edges, train to the same parameters."""
     from fastbp import model as model_module
 
-    sizes = [6, 80, 70, 4]
     X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
     results = []
     for parts in (1, 2, 7):
