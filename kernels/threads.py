@@ -1,6 +1,11 @@
-"""A probe of numba's thread pool: is a parallel region cheap right now?"""
+"""A probe of numba's thread pool (is a parallel region cheap right now?) and the
+atomic counters that let the threads of one region wait for each other."""
 
-from numba import prange
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
 from fastbp.kernels._jit import jit_parallel
 
@@ -15,3 +20,80 @@ def region_probe(out):
     """
     for i in prange(out.shape[0]):
         out[i] += 1.0
+
+
+# -- counters shared by the threads of one parallel region (see gemm._epoch_parallel) --
+
+
+def _slot(context, builder, signature, args):
+    """Pointer to element args[1] of the 1-d int64 array args[0] (no bounds check:
+    the callers index arrays they sized)."""
+    arrty = signature.args[0]
+    ary = context.make_array(arrty)(context, builder, args[0])
+    idx = context.cast(builder, args[1], signature.args[1], types.intp)
+    return cgutils.get_item_pointer(context, builder, arrty, ary, [idx])
+
+
+def _is_int64_vector(arr):
+    return isinstance(arr, types.Array) and arr.ndim == 1 and arr.dtype == types.int64
+
+
+@intrinsic
+def fetch_add(typingctx, arr, i):
+    """arr[i] += 1 atomically (sequentially consistent: the stores before it are seen
+    by a thread that sees the new count); returns the old value."""
+    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature, args)
+        return builder.atomic_rmw("add", ptr, ir.IntType(64)(1), "seq_cst")
+
+    return types.int64(arr, i), codegen
+
+
+@intrinsic
+def load_acquire(typingctx, arr, i):
+    """arr[i], read atomically with acquire order: the stores a thread made before
+    its fetch_add of arr[i] are visible after this load sees that add."""
+    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.load_atomic(_slot(context, builder, signature, args), "acquire", 8)
+
+    return types.int64(arr, i), codegen
+
+
+_X86 = llvm.get_process_triple().startswith(("x86_64", "i686", "i386"))
+
+
+@intrinsic
+def spin_pause(typingctx):
+    """The CPU's spin-wait hint (x86 ``pause``; nothing elsewhere)."""
+
+    def codegen(context, builder, signature, args):
+        if _X86:
+            fnty = ir.FunctionType(ir.VoidType(), [])
+            builder.call(cgutils.get_or_insert_function(builder.module, fnty,
+                                                        "llvm.x86.sse2.pause"), [])
+        return context.get_dummy_value()
+
+    return types.void(), codegen
+
+
+@intrinsic
+def claim(typingctx, arr, i, who):
+    """Set arr[i] to ``who`` (> 0) if it is 0, atomically; returns the value it held
+    (0: the claim succeeded)."""
+    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)
+            and isinstance(who, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature, args)
+        new = context.cast(builder, args[2], signature.args[2], types.int64)
+        pair = builder.cmpxchg(ptr, ir.IntType(64)(0), new, "seq_cst", "seq_cst")
+        return builder.extract_value(pair, 0)
+
+    return types.int64(arr, i, who), codegen

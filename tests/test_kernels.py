@@ -167,6 +167,34 @@ def test_bit_identical_for_any_number_of_parts(dtype, sizes, monkeypatch):
     assert np.array_equal(results[0], results[2])
 
 
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.parametrize("sizes", [[6, 80, 70, 4], [5, 40, 33, 21, 3], [7, 4]],
+                         ids=["3", "4", "no-hidden"])
+def test_parallel_epoch_any_parts_on_two_threads(sizes, restore_threads, monkeypatch):
+    """The parallel epoch (one region, tasks claimed by owner, then by whoever is
+    free) gives the serial bits when its parts outnumber its threads (3 and 5
+    parts on 2 threads: a thread runs two owners' tasks, and takes tasks their
+    owner has not claimed yet), with sample weights, Adam and a last partial batch;
+    and it never hangs waiting for a task nobody runs."""
+    from fastbp import model as model_module
+
+    monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
+    X, T = make_problem(sizes, "softmax", "cross_entropy", 70, seed=3)
+    weights = np.linspace(0.0, 2.0, 70)
+    results = []
+    for threads, parts in ((1, 1), (2, 2), (2, 3), (2, 5)):
+        numba.set_num_threads(threads)
+        monkeypatch.setattr(model_module.Model, "_parts",
+                            staticmethod(lambda parallel, parts=parts: parts if parallel else 1))
+        model = make_model(sizes, "tanh", "softmax", "cross_entropy", "float64", seed=2)
+        history = model.fit(X, T, epochs=2, batch_size=16, lr=0.01, optimizer="adam",
+                            sample_weight=weights)
+        results.append((model.params.copy(), history.history["loss"]))
+    for params, losses in results[1:]:
+        assert np.array_equal(params, results[0][0])
+        assert losses == results[0][1]
+
+
 def test_predict_kernel_directly_matches_reference():
     """predict_batch on hand-made contiguous arrays, with scratch rows per thread id."""
     sizes = (3, 4, 2)
