@@ -6,11 +6,12 @@ batch are one C-contiguous (B, n_l) block at ``B * layout[UNIT, l]`` of a flat
 buffer (likewise z and delta), so each product reads and writes whole
 contiguous blocks.
 
-A batch is two parallel steps, each split into ``parts`` parts:
+A batch is two steps, each split into ``parts`` parts:
 
 1. per part of the samples: gather the inputs, forward through every layer,
    loss and delta^L, and the whole delta recursion down to layer 1 -- all of
-   it per sample, so the parts are independent;
+   it per sample, so the parts are independent (the first hidden layer's
+   product is split by units instead: see _first_layer_part);
 2. per part of the rows of every W^l: the weight gradient of those rows
    (D^T A_prev), the bias gradient, and the optimizer update of exactly those
    parameters -- each part owns what it writes.
@@ -18,8 +19,11 @@ A batch is two parallel steps, each split into ``parts`` parts:
 Every element of a product comes out of one tile with a fixed order of
 operations (see kernels/tiles.py), so how the rows are split into parts does
 not change a bit; the serial kernels run the parts in a loop and the parallel
-ones in ``prange``: the parameters are bit-identical with 1 or 2 threads.
-Two parallel regions a batch, not one a layer and step: a region costs ~2-10 us.
+ones on threads: the parameters are bit-identical with 1 or 2 threads. A
+parallel epoch is one parallel region for all its batches, its threads meeting
+at shared counters between the phases of a batch (see _epoch_parallel); a
+region costs ~3 us to start and end, a meeting a cache line between the cores.
+``batch_step`` (gradients of a data set) still runs a region per phase.
 """
 
 import numpy as np
