@@ -29,9 +29,10 @@ their timed epochs take turns -- one epoch of each framework and thread count a
 round, ``--repeats`` rounds per grid point, TURN_PAUSE seconds before each -- so
 that the host's slow spells (these shared virtual machines have them: cache lines
 between the two vCPUs took 5x longer for seconds at a time, measured) fall on
-every framework alike and the ratios compare epochs run in the same minute. The
-peers live in
-``fastbp._bench_peers``.
+every framework alike and the ratios compare epochs run in the same minute. Each
+ratio also comes paired: the median over rounds of the ratio of that round's two
+epochs (``paired``), with the rounds fastbp won (``ahead``); likewise 2 threads
+against 1. The peers live in ``fastbp._bench_peers``.
 """
 
 import argparse
@@ -688,7 +689,7 @@ def run(settings, in_process=False):
         for rec in w["records"]:
             rec["gemm_gflops_worker"] = w["gemm_gflops"]
             records.append(rec)
-    _derive(records, peak)
+    _derive(records, peak, paired=not in_process)
     # fmt: off
     return {
         "machine": machine_info(),
@@ -712,14 +713,35 @@ def run(settings, in_process=False):
     # fmt: on
 
 
-def _derive(records, peak):
-    """gflops, percent_of_peak and ratio_to_best_peer, in place."""
+def _per_round(r):
+    """A record's samples/s in each timed epoch (round), in order."""
+    return [r["samples"] / t for t in r["epoch_seconds"]]
+
+
+def _paired(a, b):
+    """Median over rounds of a's samples/s / b's, and the rounds a was faster in;
+    (None, None) unless both timed the same number of rounds."""
+    fa, fb = _per_round(a), _per_round(b)
+    if not fa or len(fa) != len(fb):
+        return None, None
+    return statistics.median(x / y for x, y in zip(fa, fb)), sum(x > y for x, y in zip(fa, fb))
+
+
+def _derive(records, peak, paired=False):
+    """gflops, percent_of_peak, ratio_to_best_peer and speedup_vs_1_thread, in place;
+    with ``paired`` (the epochs took turns, round by round) also the per-round
+    comparisons: paired_ratio_to_best_peer (median over rounds of the two epochs'
+    ratio), rounds_ahead_of_best_peer, paired_speedup_vs_1_thread. A round's epochs
+    ran within seconds of each other, so a slow spell of the host that lasts a few
+    seconds falls on both sides of its ratio."""
     best = {}
     for r in records:
         if r["status"] == "ok" and r["framework"] != "fastbp":
             key = (r["case"], r["batch_size"], r["threads"])
             if r["samples_per_second"] > best.get(key, {}).get("samples_per_second", 0):
                 best[key] = r
+    ones = {(r["framework"], r["case"], r["batch_size"]): r for r in records
+            if r["status"] == "ok" and r["threads"] == 1}
     for r in records:
         case = CASES[r["case"]]
         r.update(sizes=list(case.sizes), hidden=case.hidden, output=case.output,
@@ -734,6 +756,13 @@ def _derive(records, peak):
         r["best_peer"] = b["framework"] if b else None
         ratio = r["samples_per_second"] / b["samples_per_second"] if b else None
         r["ratio_to_best_peer"] = ratio
+        if paired and b:
+            r["paired_ratio_to_best_peer"], r["rounds_ahead_of_best_peer"] = _paired(r, b)
+        one = ones.get((r["framework"], r["case"], r["batch_size"]))
+        if r["threads"] > 1 and one:
+            r["speedup_vs_1_thread"] = r["samples_per_second"] / one["samples_per_second"]
+            if paired:
+                r["paired_speedup_vs_1_thread"] = _paired(r, one)[0]
 
 
 # -- output ------------------------------------------------------------------------
@@ -767,7 +796,7 @@ def format_report(result):
         key = (r["case"], r["batch_size"], r["threads"])
         table.setdefault(key, {})[r["framework"]] = r
     rows = [("case", "sizes", "batch", "threads", "fastbp/s", "best peer", "peer/s",
-             "ratio", "GFLOP/s", "% peak")]
+             "ratio", "paired", "ahead", "GFLOP/s", "% peak")]
     for (case, batch, threads), by in table.items():
         f = by.get("fastbp", {})
         ok, best = f.get("status") == "ok", f.get("best_peer")
@@ -778,6 +807,7 @@ def format_report(result):
                      str(threads),
                      _fmt(f.get("samples_per_second")) if ok else f.get("status", "-"),
                      (best or "-") + mark, _fmt(peer.get("samples_per_second")), ratio,
+                     _times(f.get("paired_ratio_to_best_peer")), _ahead(f),
                      _fmt(f.get("gflops"), ".2f"),
                      _fmt(f.get("percent_of_peak"), ".1f")))
     lines += _columns(rows, left=2)
@@ -789,6 +819,16 @@ def format_report(result):
         for (case, batch, threads), by in table.items():
             cells = [_cell(by.get(name)) for name in ran]
             rows.append((case, str(batch), str(threads), *cells))
+        lines += _columns(rows, left=1)
+    multi = [k for k in table if k[2] > 1]
+    if multi and ran:
+        lines += ["", "2 threads vs 1: ratio of the medians (paired: median of the rounds' "
+                  "ratios)" if not s.get("in_process") else "2 threads vs 1: ratio of the medians"]
+        rows = [("case", "batch", "threads", *ran)]
+        for case, batch, threads in multi:
+            by = table[case, batch, threads]
+            rows.append((case, str(batch), str(threads),
+                         *(_speedup(by.get(name)) for name in ran)))
         lines += _columns(rows, left=1)
     notes = sorted({(r["framework"], r["case"], r["notes"]) for r in results
                     if r.get("notes")})
@@ -805,6 +845,24 @@ def format_report(result):
     lines.append(f"wall time: {result['wall_seconds']:.1f} s")
     return "\n".join(lines)
 # fmt: on
+
+
+def _times(x):
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def _ahead(r):
+    """Rounds in which fastbp's epoch beat the best peer's, of all rounds."""
+    won = r.get("rounds_ahead_of_best_peer")
+    return "-" if won is None else f"{won}/{len(r['epoch_seconds'])}"
+
+
+def _speedup(r):
+    if r is None or r.get("speedup_vs_1_thread") is None:
+        return "n/a"
+    text = f"{r['speedup_vs_1_thread']:.2f}x"
+    paired = r.get("paired_speedup_vs_1_thread")
+    return text if paired is None else f"{text} ({paired:.2f}x)"
 
 
 def _cell(r):

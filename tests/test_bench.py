@@ -453,3 +453,41 @@ def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
     assert [r["status"] for r in by[("jax", 2)]["records"]] == ["error", "error"]
     assert [r["batch_size"] for r in by[("fastbp", 1)]["records"]] == [1, 16]
     assert by[("fastbp", 2)]["status"] == "ok" and by[("fastbp", 2)]["gemm_gflops"] == 1.0
+
+
+def test_paired_ratios_compare_epochs_of_the_same_round():
+    """Paired ratios divide each round's two epochs and take the median, so a slow
+    round that hits both sides cancels out; the plain ratio divides the medians.
+    Here fastbp's middle epoch and the peer's first are slow."""
+
+    def rec(framework, threads, seconds):
+        return bench._record("S", 16, threads, framework, status="ok", samples=100,
+                             epoch_seconds=seconds, seconds_per_epoch=float(np.median(seconds)),
+                             samples_per_second=100 / float(np.median(seconds)), exact=True,
+                             shuffles=True)
+
+    records = [rec("fastbp", 1, [1.0, 4.0, 1.0]), rec("jax", 1, [4.0, 2.0, 2.0]),
+               rec("fastbp", 2, [0.5, 2.0, 0.8]), rec("jax", 2, [2.0, 1.0, 1.0])]
+    bench._derive(records, {1: 10.0, 2: 20.0}, paired=True)
+    fast1, _, fast2, jax2 = records
+    assert fast1["ratio_to_best_peer"] == pytest.approx(2.0)  # medians 1 s and 2 s
+    # per-round samples/s ratios 4, 0.5, 2 -> median 2; fastbp faster in 2 rounds of 3
+    assert fast1["paired_ratio_to_best_peer"] == pytest.approx(2.0)
+    assert fast1["rounds_ahead_of_best_peer"] == 2
+    assert fast2["speedup_vs_1_thread"] == pytest.approx(1.0 / 0.8)
+    assert fast2["paired_speedup_vs_1_thread"] == pytest.approx(2.0)  # 2, 2, 1.25
+    assert jax2["paired_speedup_vs_1_thread"] == pytest.approx(2.0)  # 2, 2, 2
+    assert "speedup_vs_1_thread" not in fast1
+    unpaired = [rec("fastbp", 1, [1.0, 4.0, 1.0]), rec("jax", 1, [4.0, 2.0, 2.0])]
+    bench._derive(unpaired, {1: 10.0}, paired=False)  # in-process runs: no rounds
+    assert "paired_ratio_to_best_peer" not in unpaired[0]
+    result = {"machine": bench.machine_info(), "results": records, "wall_seconds": 1.0,
+              "settings": {"lr": 0.01, "repeats": 3, "gemm_size": 256, "in_process": False},
+              "gemm_peak_gflops": {"1": 10.0, "2": 20.0},
+              "cases": {"S": {"flops_per_sample": 10_112}},
+              "frameworks": {"fastbp": {"status": "ok"}, "jax": {"status": "ok"}}}
+    text = bench.format_report(result)
+    row = next(line for line in text.splitlines() if line.startswith("S     64-32-10"))
+    assert row.split()[7:10] == ["2.00x", "2.00x", "2/3"]  # ratio, paired, ahead
+    speedups = text.split("2 threads vs 1")[1].splitlines()[2]
+    assert speedups.split() == ["S", "16", "2", "1.25x", "(2.00x)", "2.00x", "(2.00x)"]
