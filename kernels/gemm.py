@@ -34,7 +34,8 @@ from fastbp._codes import N_HYPER, SOFTMAX
 from fastbp.kernels.activations import activate, losses_and_deltas, scale_by_derivative
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.prefetch import prefetch
-from fastbp.kernels.threads import claim, fetch_add, load_acquire, spin_pause
+from fastbp.kernels.threads import (add_atomic, claim, cycles, fetch_add, load_acquire,
+                                    spin_pause)
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
 from fastbp.kernels.update import adam_block, sgd_block
 
@@ -58,9 +59,13 @@ PREFETCH_BYTES = 8192
 
 
 @jit_serial
-def _bounds(c, n, parts):
-    """Rows [start, stop) of part c when n rows are split into ``parts`` parts."""
-    return (c * n) // parts, ((c + 1) * n) // parts
+def _bounds(c, n, parts, cuts):
+    """Rows [start, stop) of part c when n rows are split into ``parts`` parts: equal
+    parts, or with ``cuts`` (parts + 1 fractions from 0 to 1, see _epoch_parallel)
+    the rows between n cuts[c] and n cuts[c + 1], rounded."""
+    if cuts.shape[0] == 0:
+        return (c * n) // parts, ((c + 1) * n) // parts
+    return int(n * cuts[c] + 0.5), int(n * cuts[c + 1] + 0.5)
 
 
 @jit_serial
@@ -73,10 +78,10 @@ def _layer(buf, layout, rows, l, n):
 
 
 @jit_serial
-def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts):
+def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts):
     """Rows order[first + s] of X into a^0 for the samples s of part c; their rows
     of T are asked for too (read later, by the loss)."""
-    s0, s1 = _bounds(c, n, parts)
+    s0, s1 = _bounds(c, n, parts, cuts)
     A0 = _layer(acts, layout, rows, 0, n)
     line = 64 // X.itemsize  # elements per cache line
     distance = max(PREFETCH_ROWS, PREFETCH_BYTES // (A0.shape[1] * X.itemsize))
@@ -97,7 +102,7 @@ def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts):
 
 
 @jit_serial
-def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs):
+def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts):
     """z^1 and a^1 = s(z^1) of the hidden units of part c, for every sample.
 
     Split by units, not samples: part c reads only its rows of W^1, the rows it
@@ -106,7 +111,7 @@ def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs):
     (measured on 784-256-128-10 at batch 32, 2 threads: each batch's two steps took
     ~25% longer than either step alone, W^1 moving between the cores)."""
     n_in, n_out = layout[SIZE, 0], layout[SIZE, 1]
-    u0, u1 = _bounds(c, n_out, parts)
+    u0, u1 = _bounds(c, n_out, parts, cuts)
     if u1 == u0:
         return
     matmul_nt(acts, 0, params, layout[WOFF, 1] + u0 * n_in, n, n_in, u1 - u0, zs,
@@ -129,10 +134,10 @@ def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs):
 
 @jit_serial
 def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                  acts, zs, deltas, losses, want_loss, want_delta, from_layer):
+                  acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts):
     """Layers ``from_layer``..L forward, the loss, delta^L and the delta recursion
     down to layer 1, for the samples of part c (a^(from_layer - 1) is ready)."""
-    s0, s1 = _bounds(c, n, parts)
+    s0, s1 = _bounds(c, n, parts, cuts)
     if s1 == s0:
         return
     n_layers = layout.shape[1] - 1
@@ -182,32 +187,32 @@ def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, 
 
 @jit_serial
 def _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                  acts, zs, deltas, losses, want_loss, want_delta):
+                  acts, zs, deltas, losses, want_loss, want_delta, cuts):
     for c in range(parts):
-        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts)
+        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
     from_layer = 1
     if layout.shape[1] > 2:  # a hidden first layer: by units (see _first_layer_part)
         for c in range(parts):
-            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs)
+            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
         from_layer = 2
     for c in range(parts):
         _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, want_loss, want_delta, from_layer)
+                      acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts)
 
 
 @jit_parallel
 def _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, want_loss, want_delta):
+                      acts, zs, deltas, losses, want_loss, want_delta, cuts):
     for c in prange(parts):
-        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts)
+        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
     from_layer = 1
     if layout.shape[1] > 2:
         for c in prange(parts):
-            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs)
+            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
         from_layer = 2
     for c in prange(parts):
         _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, want_loss, want_delta, from_layer)
+                      acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts)
 
 
 # -- step 2: gradient (and update) for one part of the rows of one W^l --------------
@@ -215,7 +220,7 @@ def _samples_step_par(parts, params, layout, codes, X, T, order, weights, first,
 
 @jit_serial
 def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
-               buf2, hyper, step, update, count):
+               buf2, hyper, step, update, count, cuts):
     """Part c of the rows of W^l, task = c * L + (l - 1): dW = D^T A_prev and db =
     column sums of D (sums over the batch), then, with ``update``, the optimizer
     step of those weights and biases with gradient sum / count (``count``: the
@@ -229,7 +234,7 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     n_layers = layout.shape[1] - 1
     l = task % n_layers + 1
     n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
-    r0, r1 = _bounds(task // n_layers, n_out, parts)
+    r0, r1 = _bounds(task // n_layers, n_out, parts, cuts)
     D = _layer(deltas, layout, rows, l, n)
     w_off, b_off = layout[WOFF, l], layout[BOFF, l]
     decay = hyper[4] + hyper[8] / count
@@ -275,18 +280,18 @@ def _update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
 
 @jit_serial
 def _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2,
-               hyper, step, update, count):
+               hyper, step, update, count, cuts):
     for task in range((layout.shape[1] - 1) * parts):
         _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
-                   buf1, buf2, hyper, step, update, count)
+                   buf1, buf2, hyper, step, update, count, cuts)
 
 
 @jit_parallel
 def _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
-                   buf2, hyper, step, update, count):
+                   buf2, hyper, step, update, count, cuts):
     for task in prange((layout.shape[1] - 1) * parts):
         _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
-                   buf1, buf2, hyper, step, update, count)
+                   buf1, buf2, hyper, step, update, count, cuts)
 
 
 # -- a batch, an epoch, a data set ----------------------------------------------------
@@ -300,16 +305,17 @@ def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts
     SUMS into ``grads`` (weighted by ``weights`` unless it is empty) and, with
     ``update``, the optimizer step with gradient sum / ``count`` (Adam step
     number ``step``). Buffers hold ``rows`` >= n samples (see module doc)."""
+    equal = hyper[:0]  # no cuts: equal parts
     if parallel:
         _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                          acts, zs, deltas, losses, True, True)
+                          acts, zs, deltas, losses, True, True, equal)
         _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
-                       buf2, hyper, step, update, count)
+                       buf2, hyper, step, update, count, equal)
     else:
         _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, True, True)
+                      acts, zs, deltas, losses, True, True, equal)
         _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1,
-                   buf2, hyper, step, update, count)
+                   buf2, hyper, step, update, count, equal)
 
 
 # The parallel epoch: ONE parallel region for all its batches. Each batch is four
@@ -328,18 +334,19 @@ GATHER, FIRST, SAMPLES, ROWS = 0, 1, 2, 3
 
 @jit_serial
 def _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n, rows, acts,
-          zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total):
+          zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total, cuts):
     """Task c of a batch's ``phase`` (see _epoch_parallel)."""
     if phase == GATHER:
-        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts)
+        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
     elif phase == FIRST:
-        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs)
+        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
     elif phase == SAMPLES:
         _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, True, True, 2 if layout.shape[1] > 2 else 1)
+                      acts, zs, deltas, losses, True, True, 2 if layout.shape[1] > 2 else 1,
+                      cuts)
     elif c < (layout.shape[1] - 1) * parts:
         _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2, hyper,
-                   step, count > 0.0, count)
+                   step, count > 0.0, count, cuts)
     else:  # the last ROWS task: the batch's losses into the epoch's sum, in sample order
         for s in range(n):
             total[0] += losses[s]
@@ -354,11 +361,13 @@ def _owner(phase, c, parts, n_layers):
 
 
 @jit_serial
-def _phase(sync, flags, done, n_tasks, me, phase, parts, params, layout, codes, X, T, order,
-           weights, first, n, rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper, step,
-           count, total):
+def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, params, layout, codes, X, T,
+           order, weights, first, n, rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper,
+           step, count, total, cuts):
     """Thread ``me``'s share of ``phase``: claim (sync[flags + c] = me + 1) and run its
-    own tasks, then any unclaimed one; then wait until sync[done] counts n_tasks."""
+    own tasks, then any unclaimed one; then wait until sync[done] counts n_tasks.
+    The cycles each task took are added to its part's count, sync[spent + part],
+    before the task counts as done, so every thread sees them after the wait."""
     n_layers = layout.shape[1] - 1
     for mine in (True, False):
         if mine:  # all of its own first, so the other thread cannot take them meanwhile
@@ -373,8 +382,13 @@ def _phase(sync, flags, done, n_tasks, me, phase, parts, params, layout, codes, 
                     continue  # taken by another thread before this one arrived
             elif claim(sync, flags + c, me + 1) != 0:
                 continue
+            start = cycles()
             _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n,
-                  rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total)
+                  rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total,
+                  cuts)
+            part = c // n_layers if phase == ROWS else c
+            if part < parts:  # not the loss sum
+                add_atomic(sync, spent + part, cycles() - start)
             fetch_add(sync, done)
     while load_acquire(sync, done) < n_tasks:
         spin_pause()
@@ -383,8 +397,31 @@ def _phase(sync, flags, done, n_tasks, me, phase, parts, params, layout, codes, 
 @jit_serial
 def _sync_slots(layout, parts):
     """Counters per batch of _epoch_parallel: a done count per phase, a claim flag
-    per task."""
-    return 4 + 3 * parts + (layout.shape[1] - 1) * parts + 1
+    per task, and the cycles each part's tasks took."""
+    return 4 + 3 * parts + (layout.shape[1] - 1) * parts + 1 + parts
+
+
+@jit_serial
+def _rebalance(cuts, spent, at, parts):
+    """New cuts from the cycles each part took in the last batch (spent[at + c]):
+    each part's share moves halfway toward its measured speed, share / cycles,
+    relative to the others'; no share below 1 / (4 parts). Every thread computes
+    the same cuts from the same numbers, all stored before the last batch ended."""
+    total = 0.0
+    for c in range(parts):
+        if spent[at + c] <= 0:
+            return  # no cycle counter, or no work measured: keep the cuts
+        total += (cuts[c + 1] - cuts[c]) / spent[at + c]
+    floor = 0.25 / parts
+    start = 0.0
+    for c in range(parts):
+        share = (cuts[c + 1] - cuts[c]) / spent[at + c] / total
+        share = max(floor, 0.5 * (cuts[c + 1] - cuts[c]) + 0.5 * share)
+        cuts[c] = start
+        start += share
+    for c in range(1, parts):
+        cuts[c] /= start
+    cuts[parts] = 1.0
 
 
 @jit_parallel
@@ -399,18 +436,24 @@ def _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
     n_batches = (n_samples + batch_size - 1) // batch_size
     slots = _sync_slots(layout, parts)
     for me in prange(parts):
+        cuts = np.empty(parts + 1)  # this thread's copy; every copy holds the same
+        for c in range(parts + 1):
+            cuts[c] = c / parts
         for b in range(n_batches):
             first = b * batch_size
             n = min(batch_size, n_samples - first)
             count = _batch_count(weights, order, first, n)
             flags = slots * b + 4
+            spent = slots * (b + 1) - parts  # this batch's cycles per part
+            if b > 0:  # the last batch's, all stored before its last wait ended
+                _rebalance(cuts, sync, spent - slots, parts)
             for phase in range(4):
                 n_tasks = (layout.shape[1] - 1) * parts + 1 if phase == ROWS else parts
                 if phase != FIRST or layout.shape[1] > 2:  # FIRST: a hidden layer only
-                    _phase(sync, flags, slots * b + phase, n_tasks, me, phase, parts, params,
-                           layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-                           deltas, losses, grads, buf1, buf2, hyper, step + b + 1, count,
-                           total)
+                    _phase(sync, flags, slots * b + phase, spent, n_tasks, me, phase, parts,
+                           params, layout, codes, X, T, order, weights, first, n, rows, acts,
+                           zs, deltas, losses, grads, buf1, buf2, hyper, step + b + 1, count,
+                           total, cuts)
                 flags += n_tasks
 
 
@@ -478,6 +521,7 @@ def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, p
     n_layers = layout.shape[1] - 1
     order = np.arange(n_samples)
     no_state = params[0:0]  # also: no sample weights
+    equal = np.zeros(0)  # no cuts: equal parts
     total = 0.0
     for first in range(0, n_samples, rows):
         n = min(rows, n_samples - first)
@@ -489,10 +533,10 @@ def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, p
                 grads[k] += chunk_grads[k]
         elif parallel:
             _samples_step_par(parts, params, layout, codes, X, T, order, no_state, first, n,
-                              rows, acts, zs, deltas, losses, want_loss, False)
+                              rows, acts, zs, deltas, losses, want_loss, False, equal)
         else:
             _samples_step(parts, params, layout, codes, X, T, order, no_state, first, n, rows,
-                          acts, zs, deltas, losses, want_loss, False)
+                          acts, zs, deltas, losses, want_loss, False, equal)
         if want_loss:
             for s in range(n):
                 total += losses[s]

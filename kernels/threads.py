@@ -97,3 +97,32 @@ def claim(typingctx, arr, i, who):
         return builder.extract_value(pair, 0)
 
     return types.int64(arr, i, who), codegen
+
+
+@intrinsic
+def cycles(typingctx):
+    """The CPU's cycle counter (x86: the constant-rate TSC), for timing a thread's
+    own work; 0 where the target has none."""
+
+    def codegen(context, builder, signature, args):
+        fnty = ir.FunctionType(ir.IntType(64), [])
+        fn = cgutils.get_or_insert_function(builder.module, fnty, "llvm.readcyclecounter")
+        return builder.call(fn, [])
+
+    return types.int64(), codegen
+
+
+@intrinsic
+def add_atomic(typingctx, arr, i, value):
+    """arr[i] += value atomically (sequentially consistent)."""
+    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)
+            and isinstance(value, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ptr = _slot(context, builder, signature, args)
+        val = context.cast(builder, args[2], signature.args[2], types.int64)
+        builder.atomic_rmw("add", ptr, val, "seq_cst")
+        return context.get_dummy_value()
+
+    return types.void(arr, i, value), codegen

@@ -285,3 +285,21 @@ def test_activation_blocks_start_apart_from_their_weights_within_a_page():
         gap = (acts.ctypes.data + 4 * rows * int(model._layout[UNIT, l - 1])
                - model.params.ctypes.data - 4 * int(model._layout[WOFF, l])) % 4096
         assert min(gap, 4096 - gap) >= 1024, (l, gap)
+
+
+def test_rebalance_moves_shares_toward_measured_speed():
+    """The parallel epoch's cuts move halfway toward each thread's measured speed
+    (share / cycles), keep a floor of 1 / (4 parts), and stay put without cycle
+    counts (a target with no counter reads 0)."""
+    from fastbp.kernels.gemm import _rebalance
+
+    cuts = np.array([0.0, 0.5, 1.0])
+    _rebalance(cuts, np.array([7, 100, 300]), 1, 2)  # thread 1 took 3x as long
+    # speeds 0.5/100 and 0.5/300 -> target shares 0.75, 0.25; halfway from 0.5: 0.625
+    np.testing.assert_allclose(cuts, [0.0, 0.625, 1.0])
+    _rebalance(cuts, np.array([100, 0]), 0, 2)  # no counts: unchanged
+    np.testing.assert_allclose(cuts, [0.0, 0.625, 1.0])
+    cuts = np.array([0.0, 0.8, 1.0])
+    _rebalance(cuts, np.array([1, 10**9]), 0, 2)  # thread 1 nearly stopped
+    # shares 0.5 (0.8 + 1.0) = 0.9 and max(1/8, 0.5 (0.2 + 0.0)) = 0.125, renormalised
+    np.testing.assert_allclose(cuts, [0.0, 0.9 / 1.025, 1.0], rtol=1e-6)
