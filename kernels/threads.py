@@ -39,17 +39,19 @@ def _is_int64_vector(arr):
 
 
 @intrinsic
-def fetch_add(typingctx, arr, i):
-    """arr[i] += 1 atomically (sequentially consistent: the stores before it are seen
-    by a thread that sees the new count); returns the old value."""
-    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)):
+def fetch_add(typingctx, arr, i, value):
+    """arr[i] += value atomically (sequentially consistent: the stores before it are
+    seen by a thread that sees the new value); returns the old value."""
+    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)
+            and isinstance(value, types.Integer)):
         return None
 
     def codegen(context, builder, signature, args):
         ptr = _slot(context, builder, signature, args)
-        return builder.atomic_rmw("add", ptr, ir.IntType(64)(1), "seq_cst")
+        val = context.cast(builder, args[2], signature.args[2], types.int64)
+        return builder.atomic_rmw("add", ptr, val, "seq_cst")
 
-    return types.int64(arr, i), codegen
+    return types.int64(arr, i, value), codegen
 
 
 @intrinsic
@@ -111,18 +113,3 @@ def cycles(typingctx):
 
     return types.int64(), codegen
 
-
-@intrinsic
-def add_atomic(typingctx, arr, i, value):
-    """arr[i] += value atomically (sequentially consistent)."""
-    if not (_is_int64_vector(arr) and isinstance(i, types.Integer)
-            and isinstance(value, types.Integer)):
-        return None
-
-    def codegen(context, builder, signature, args):
-        ptr = _slot(context, builder, signature, args)
-        val = context.cast(builder, args[2], signature.args[2], types.int64)
-        builder.atomic_rmw("add", ptr, val, "seq_cst")
-        return context.get_dummy_value()
-
-    return types.void(arr, i, value), codegen
