@@ -32,7 +32,12 @@ between the two vCPUs took 5x longer for seconds at a time, measured) fall on
 every framework alike and the ratios compare epochs run in the same minute. Each
 ratio also comes paired: the median over rounds of the ratio of that round's two
 epochs (``paired``), with the rounds fastbp won (``ahead``); likewise 2 threads
-against 1. The peers live in ``fastbp._bench_peers``.
+against 1. Around every multi-thread epoch fastbp's worker probes how many cores
+the host gives its threads right then (``host_cores``: an in-cache product on one
+thread, then on every thread at once): at times these vCPUs share one core, for
+seconds to minutes, and every framework's 2-thread epochs then run at about their
+1-thread speed. The 2-threads-vs-1 table gives the probes' median and how many
+found too few cores. The peers live in ``fastbp._bench_peers``.
 """
 
 import argparse
@@ -111,6 +116,34 @@ def gemm_gflops(n=2048, repeats=5):
         np.dot(A, B, out=C)
         best = min(best, time.perf_counter() - start)
     return 2.0 * n**3 / best / 1e9
+
+
+# A core probe found the threads short of cores below this share of them (quiet host,
+# 2 threads: 1.85-2.0 cores; vCPUs sharing a core: about 1.1).
+FULL_CORES = 0.85
+PROBE_REPS = 150  # products per thread and timing: ~3 ms at the 1-thread GEMM peak
+
+
+def host_cores(threads, repeats=3):
+    """How many cores the host gives ``threads`` numba threads right now: ``threads``
+    times the time of an in-cache product loop on one thread over its time when every
+    thread runs one at once (see fastbp.kernels.threads); the median of ``repeats``."""
+    from fastbp.kernels import threads as kthreads
+
+    shape = (threads, kthreads.PROBE_ROWS * kthreads.PROBE_INNER)
+    A = np.random.default_rng(0).random(shape, dtype=np.float32)
+    W, Z = A[::-1].copy(), np.zeros((threads, kthreads.PROBE_ROWS**2), np.float32)
+    kthreads.products_alone(A, W, Z, 1)  # loaded (or compiled) outside the timing
+    kthreads.products_on_each(A, W, Z, 1)
+    found = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        kthreads.products_alone(A, W, Z, PROBE_REPS)
+        alone = time.perf_counter() - start
+        start = time.perf_counter()
+        kthreads.products_on_each(A, W, Z, PROBE_REPS)
+        found.append(threads * alone / (time.perf_counter() - start))
+    return statistics.median(found)
 
 
 # -- arguments ---------------------------------------------------------------------
@@ -444,6 +477,8 @@ def serve(name, threads, settings, stdin=None, stdout=None):
             elif op == "finish":
                 reply = {"record": current.finish()}
                 current = None
+            elif op == "cores":  # the host's cores for this worker's threads, now
+                reply = {"cores": host_cores(threads)}
             elif op == "gemm":
                 # after the timings: OpenBLAS threads spin for a while after a GEMM
                 reply = {"gemm_gflops": gemm_gflops(settings["gemm_size"])}
@@ -530,6 +565,9 @@ class _Worker:
 # may still have threads spinning after its work (libgomp, XLA's pool, OpenBLAS:
 # its threads poll for new work for ~0.1 s), which would take CPU time from this one.
 TURN_PAUSE = 0.2
+# Pause between a core probe and the epoch it precedes: the probe's own threads spin
+# for a while too (libgomp: up to a few ms).
+PROBE_PAUSE = 0.05
 
 
 def _run_interleaved(frameworks, settings):
@@ -556,6 +594,12 @@ def _run_interleaved(frameworks, settings):
                 w.close()
             out.append(result)
     live = list(workers)
+    # fastbp's worker with the most threads probes the host's cores after every pause,
+    # so before and after every multi-thread epoch (see host_cores): which rounds had
+    # the cores they asked for. Right after an epoch the threads of its library may
+    # still spin (measured: probes then found ~1 core after NumPy's and PyTorch's).
+    probes = [w for w, _ in live if w.name == "fastbp" and w.threads > 1]
+    probe = max(probes, key=lambda w: w.threads) if probes else None
     try:
         for case, batch in _grid(settings):
             ready = []
@@ -571,13 +615,20 @@ def _run_interleaved(frameworks, settings):
                     result["records"].append(done)
                 else:
                     ready.append((w, result))
-            failed = set()
+            failed, cores, last = set(), {}, None
+            probing = probe is not None and any(w.threads > 1 for w, _ in ready)
             for r in range(settings["repeats"]):
                 k = r % len(ready) if ready else 0
                 for w, result in ready[k:] + ready[:k]:
                     if id(w) in failed:
                         continue
                     time.sleep(TURN_PAUSE)
+                    if probing:  # after the pause: the last epoch's threads have settled
+                        now = _cores_now(probe)
+                        if last is not None:
+                            last.append(now)  # the probe after that epoch
+                        time.sleep(PROBE_PAUSE)
+                    last = None
                     try:
                         w.ask(op="epoch")
                     except WorkerFailed as exc:
@@ -585,10 +636,20 @@ def _run_interleaved(frameworks, settings):
                         result["records"].append(_record(
                             case.name, batch, w.threads, w.name, status="error",
                             reason=str(exc)))  # fmt: skip
+                        continue
+                    if probing and w.threads > 1:
+                        last = [now]
+                        cores.setdefault(id(w), []).append(last)
+            if last is not None:
+                time.sleep(TURN_PAUSE)
+                last.append(_cores_now(probe))
             for w, result in ready:
                 if id(w) not in failed:
                     try:
-                        result["records"].append(w.ask(op="finish")["record"])
+                        done = w.ask(op="finish")["record"]
+                        if len(cores.get(id(w), ())) == len(done.get("epoch_seconds", ())):
+                            done["host_cores"] = cores[id(w)]  # [before, after] a round
+                        result["records"].append(done)
                     except WorkerFailed as exc:
                         result["records"].append(_record(
                             case.name, batch, w.threads, w.name, status="error",
@@ -605,6 +666,14 @@ def _run_interleaved(frameworks, settings):
             print(f"  {w.name}, {w.threads} thread(s): done, busy {w.busy:.1f} s",
                   file=sys.stderr, flush=True)
     return out
+
+
+def _cores_now(probe):
+    """The probe worker's host_cores, or None if it failed (its own turns say why)."""
+    try:
+        return probe.ask(op="cores")["cores"]
+    except WorkerFailed:
+        return None
 
 
 # -- the whole run ----------------------------------------------------------------
@@ -763,6 +832,21 @@ def _derive(records, peak, paired=False):
             r["speedup_vs_1_thread"] = r["samples_per_second"] / one["samples_per_second"]
             if paired:
                 r["paired_speedup_vs_1_thread"] = _paired(r, one)[0]
+        if r.get("host_cores"):
+            _core_probes(r)
+
+
+def _core_probes(r):
+    """From the core probes before and after each of a multi-thread record's epochs
+    (host_cores, [before, after] a round): host_cores_median and probes_short_of_cores,
+    the probes that found under FULL_CORES of the threads' cores. A probe tells the
+    state of the host in its ~20 ms, not over the epoch: spells of one shared core
+    begin and end within a second (measured: an epoch at 1-thread speed between two
+    probes that found 1.8 and 1.9 cores), so the epochs are not sorted by them."""
+    found = [x for pair in r["host_cores"] for x in pair if x is not None]
+    r["host_cores_median"] = statistics.median(found) if found else None
+    r["probes_short_of_cores"] = sum(x < FULL_CORES * r["threads"] for x in found)
+    r["core_probes"] = len(found)
 
 
 # -- output ------------------------------------------------------------------------
@@ -824,12 +908,16 @@ def format_report(result):
     if multi and ran:
         lines += ["", "2 threads vs 1: ratio of the medians (paired: median of the rounds' "
                   "ratios)" if not s.get("in_process") else "2 threads vs 1: ratio of the medians"]
-        rows = [("case", "batch", "threads", *ran)]
+        rows = [("case", "batch", "threads", "host cores", *ran)]
         for case, batch, threads in multi:
             by = table[case, batch, threads]
-            rows.append((case, str(batch), str(threads),
+            rows.append((case, str(batch), str(threads), _host_cores(by),
                          *(_speedup(by.get(name)) for name in ran)))
         lines += _columns(rows, left=1)
+        if any(row[3] != "-" for row in rows[1:]):
+            lines.append(f"host cores: the median of the core probes before and after each "
+                         f"2-thread epoch (short: under {FULL_CORES:.0%} of the threads' "
+                         "cores; these vCPUs at times share one core)")
     notes = sorted({(r["framework"], r["case"], r["notes"]) for r in results
                     if r.get("notes")})
     not_run = sorted({(r["framework"], r["reason"]) for r in results
@@ -845,6 +933,17 @@ def format_report(result):
     lines.append(f"wall time: {result['wall_seconds']:.1f} s")
     return "\n".join(lines)
 # fmt: on
+
+
+def _host_cores(by):
+    """The 2-threads-vs-1 table's cell for the core probes of a grid point's records
+    ``by``: the median probe, and how many of them found too few cores."""
+    probed = [r for r in by.values() if r.get("core_probes")]
+    if not probed:
+        return "-"
+    cores = statistics.median(r["host_cores_median"] for r in probed)
+    short = sum(r["probes_short_of_cores"] for r in probed)
+    return f"{cores:.2f} ({short}/{sum(r['core_probes'] for r in probed)} short)"
 
 
 def _times(x):
@@ -902,7 +1001,9 @@ DESCRIPTION = (
     "count) runs in a fresh worker process pinned to that many CPUs, so that its "
     "thread pools start with the right size; the timed epochs of all of them take "
     "turns (one epoch each a round), so that the ratios compare epochs of the same "
-    "minutes."
+    "minutes. Around every multi-thread epoch a probe times how many cores the host "
+    "gives the threads right then (shared virtual machines at times run both vCPUs on "
+    "one core), shown beside the 2-threads-vs-1 ratios."
 )
 
 

@@ -7,7 +7,8 @@ from numba import prange, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from fastbp.kernels._jit import jit_parallel
+from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels.tiles import matmul_nt
 
 
 @jit_parallel
@@ -20,6 +21,34 @@ def region_probe(out):
     """
     for i in prange(out.shape[0]):
         out[i] += 1.0
+
+
+# -- how many cores the host gives the threads right now (fastbp bench) -------------
+#
+# On these shared virtual machines the two vCPUs are not always two cores: for
+# seconds to minutes at a time, every 2-thread epoch of every framework ran at about
+# the 1-thread speed while 1-thread epochs kept theirs, and both threads of a fastbp
+# epoch then took twice the cycles for the same tasks (TSC; no steal time in
+# /proc/stat): the vCPUs shared one core. The probe below times the same in-cache
+# product on one thread and then on each thread at once.
+
+PROBE_ROWS, PROBE_INNER = 64, 256  # a 64 x 256 times 256 x 64 product: 64 KiB each
+
+
+@jit_serial
+def products_alone(A, W, Z, reps):
+    """``reps`` products of thread 0's block, on the calling thread."""
+    for _ in range(reps):
+        matmul_nt(A[0], 0, W[0], 0, PROBE_ROWS, PROBE_INNER, PROBE_ROWS, Z[0], 0, PROBE_ROWS)
+
+
+@jit_parallel
+def products_on_each(A, W, Z, reps):
+    """``reps`` products of block t on each thread t at once (A.shape[0] threads)."""
+    for t in prange(A.shape[0]):
+        for _ in range(reps):
+            matmul_nt(A[t], 0, W[t], 0, PROBE_ROWS, PROBE_INNER, PROBE_ROWS, Z[t], 0,
+                      PROBE_ROWS)
 
 
 # -- counters shared by the threads of one parallel region (see gemm._epoch_parallel) --

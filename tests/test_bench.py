@@ -399,24 +399,29 @@ class _FakeWorker:
 
     def __init__(self, name, threads, settings):
         self.name, self.threads, self.busy, self.grid = name, threads, 0.0, None
+        self.epochs = 0
 
     def ask(self, **cmd):
         op = cmd["op"]
         _FakeWorker.log.append((self.name, self.threads, op))
+        if op == "cores":
+            assert (self.name, self.threads) == ("fastbp", 2)  # the probe worker
+            return {"cores": 1.9}
         if op == "start":
             if self.name == "torch":
                 return {"status": "skipped", "reason": "not here"}
             return {"status": "ok", "version": "0"}
         if op == "setup":
-            self.grid = cmd["case"], cmd["batch"]
+            self.grid, self.epochs = (cmd["case"], cmd["batch"]), 0
             return {"record": None}
         if op == "epoch":
             if self.name == "jax" and self.threads == 2:
                 raise bench.WorkerFailed("died")
+            self.epochs += 1
             return {"seconds": 0.5}
         if op == "finish":
             rec = bench._record(*self.grid, self.threads, self.name, status="ok", samples=8,
-                                samples_per_second=16.0, epoch_seconds=[0.5],
+                                samples_per_second=16.0, epoch_seconds=[0.5] * self.epochs,
                                 seconds_per_epoch=0.5, exact=True, shuffles=True)
             return {"record": rec}
         return {"gemm_gflops": 1.0, "cpus": [0]}
@@ -433,6 +438,7 @@ def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
     _FakeWorker.log = []
     monkeypatch.setattr(bench, "_Worker", _FakeWorker)
     monkeypatch.setattr(bench, "TURN_PAUSE", 0.0)
+    monkeypatch.setattr(bench, "PROBE_PAUSE", 0.0)
     settings = bench._settings(bench.build_parser().parse_args(
         ["--cases", "S", "--batch-sizes", "1", "16", "--repeats", "3"]))
     out = bench._run_interleaved(["fastbp", "torch", "jax"], settings)
@@ -448,11 +454,38 @@ def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
         assert epochs[:4] == workers
         assert epochs[4:7] == [("jax", 1), ("fastbp", 2), ("fastbp", 1)]
         assert epochs[7:] == [("fastbp", 2), ("fastbp", 1), ("jax", 1)]
+    # fastbp's 2-thread worker probes the host's cores after every pause: before
+    # every epoch (and once more after a grid point's last, had it 2 threads)
+    log = _FakeWorker.log
+    for i, (name, threads, op) in enumerate(log):
+        if op == "epoch":
+            assert log[i - 1] == ("fastbp", 2, "cores")
+    assert sum(op == "cores" for *_, op in log) == 2 * 10
     by = {(w["framework"], w["threads"]): w for w in out}
+    assert [r["host_cores"] for r in by[("fastbp", 2)]["records"]] == [[[1.9, 1.9]] * 3] * 2
+    assert all("host_cores" not in r for r in by[("fastbp", 1)]["records"])
     assert by[("torch", 1)]["status"] == "skipped"
     assert [r["status"] for r in by[("jax", 2)]["records"]] == ["error", "error"]
     assert [r["batch_size"] for r in by[("fastbp", 1)]["records"]] == [1, 16]
     assert by[("fastbp", 2)]["status"] == "ok" and by[("fastbp", 2)]["gemm_gflops"] == 1.0
+
+
+def _report(records, case, flops, repeats):
+    """format_report of fastbp's and jax's ``records`` of one case, 1 and 2 threads."""
+    return bench.format_report({
+        "machine": bench.machine_info(), "results": records, "wall_seconds": 1.0,
+        "settings": {"lr": 0.01, "repeats": repeats, "gemm_size": 256, "in_process": False},
+        "gemm_peak_gflops": {"1": 10.0, "2": 20.0},
+        "cases": {case: {"flops_per_sample": flops}},
+        "frameworks": {"fastbp": {"status": "ok"}, "jax": {"status": "ok"}}})
+
+
+def _timed_record(case, batch, framework, threads, seconds):
+    """A worker's record of 100-sample epochs that took ``seconds``, one a round."""
+    median = float(np.median(seconds))
+    return bench._record(case, batch, threads, framework, status="ok", samples=100,
+                         epoch_seconds=seconds, seconds_per_epoch=median,
+                         samples_per_second=100 / median, exact=True, shuffles=True)
 
 
 def test_paired_ratios_compare_epochs_of_the_same_round():
@@ -461,10 +494,7 @@ def test_paired_ratios_compare_epochs_of_the_same_round():
     Here fastbp's middle epoch and the peer's first are slow."""
 
     def rec(framework, threads, seconds):
-        return bench._record("S", 16, threads, framework, status="ok", samples=100,
-                             epoch_seconds=seconds, seconds_per_epoch=float(np.median(seconds)),
-                             samples_per_second=100 / float(np.median(seconds)), exact=True,
-                             shuffles=True)
+        return _timed_record("S", 16, framework, threads, seconds)
 
     records = [rec("fastbp", 1, [1.0, 4.0, 1.0]), rec("jax", 1, [4.0, 2.0, 2.0]),
                rec("fastbp", 2, [0.5, 2.0, 0.8]), rec("jax", 2, [2.0, 1.0, 1.0])]
@@ -478,16 +508,79 @@ def test_paired_ratios_compare_epochs_of_the_same_round():
     assert fast2["paired_speedup_vs_1_thread"] == pytest.approx(2.0)  # 2, 2, 1.25
     assert jax2["paired_speedup_vs_1_thread"] == pytest.approx(2.0)  # 2, 2, 2
     assert "speedup_vs_1_thread" not in fast1
+    assert "core_probes" not in fast2  # no core probes: no such fields
     unpaired = [rec("fastbp", 1, [1.0, 4.0, 1.0]), rec("jax", 1, [4.0, 2.0, 2.0])]
     bench._derive(unpaired, {1: 10.0}, paired=False)  # in-process runs: no rounds
     assert "paired_ratio_to_best_peer" not in unpaired[0]
-    result = {"machine": bench.machine_info(), "results": records, "wall_seconds": 1.0,
-              "settings": {"lr": 0.01, "repeats": 3, "gemm_size": 256, "in_process": False},
-              "gemm_peak_gflops": {"1": 10.0, "2": 20.0},
-              "cases": {"S": {"flops_per_sample": 10_112}},
-              "frameworks": {"fastbp": {"status": "ok"}, "jax": {"status": "ok"}}}
-    text = bench.format_report(result)
+    text = _report(records, "S", 10_112, 3)
     row = next(line for line in text.splitlines() if line.startswith("S     64-32-10"))
     assert row.split()[7:10] == ["2.00x", "2.00x", "2/3"]  # ratio, paired, ahead
     speedups = text.split("2 threads vs 1")[1].splitlines()[2]
-    assert speedups.split() == ["S", "16", "2", "1.25x", "(2.00x)", "2.00x", "(2.00x)"]
+    assert speedups.split() == ["S", "16", "2", "-", "1.25x", "(2.00x)", "2.00x", "(2.00x)"]
+    assert "host cores: the median" not in text  # no probes, no footnote
+
+
+def test_core_probes_are_summed_up_beside_the_scaling():
+    """The probes around each 2-thread epoch (host_cores, [before, after] a round) give
+    the record host_cores_median and the probes short of cores (under FULL_CORES of the
+    threads'); the 2-threads-vs-1 table shows the grid point's median and count."""
+
+    def rec(framework, threads, seconds, cores=None):
+        r = _timed_record("M", 32, framework, threads, seconds)
+        if cores is not None:
+            r["host_cores"] = cores
+        return r
+
+    probes = [[1.9, 1.95], [1.0, 1.9], [1.8, 1.75], [None, 1.1]]
+    records = [rec("fastbp", 1, [1.0] * 4), rec("jax", 1, [2.0] * 4),
+               rec("fastbp", 2, [0.5, 1.0, 0.6, 0.55], probes),
+               rec("jax", 2, [1.0, 2.0, 1.25, 1.0], [[2.0, 2.0]] * 4)]
+    bench._derive(records, {1: 10.0, 2: 20.0}, paired=True)
+    fast2, jax2 = records[2:]
+    assert fast2["host_cores_median"] == pytest.approx(1.8)  # of 7 probes, None left out
+    assert (fast2["probes_short_of_cores"], fast2["core_probes"]) == (2, 7)  # 1.0, 1.1
+    assert (jax2["host_cores_median"], jax2["probes_short_of_cores"]) == (2.0, 0)
+    text = _report(records, "M", 1_007_104, 4)
+    table = text.split("2 threads vs 1")[1].splitlines()
+    # the grid point: the median of the records' medians (1.8, 2.0), 2 of 15 short
+    assert table[2].split()[:6] == ["M", "32", "2", "1.90", "(2/15", "short)"]
+    assert "host cores: the median of the core probes" in text
+
+
+def test_core_probe_products_are_right():
+    """The core probe times real products: each thread's Z[t] = A[t] W[t]^T (64 x 256
+    by 256 x 64), the lone thread's Z[0] the same; and host_cores is a finite count."""
+    from fastbp.kernels import threads as kthreads
+
+    rows, inner = kthreads.PROBE_ROWS, kthreads.PROBE_INNER
+    rng = np.random.default_rng(3)
+    A = rng.random((2, rows * inner), dtype=np.float32)
+    W = rng.random((2, rows * inner), dtype=np.float32)
+    want = [A[t].reshape(rows, inner) @ W[t].reshape(rows, inner).T for t in range(2)]
+    Z = np.zeros((2, rows * rows), np.float32)
+    kthreads.products_on_each(A, W, Z, 2)
+    for t in range(2):
+        np.testing.assert_allclose(Z[t].reshape(rows, rows), want[t], rtol=1e-5)
+    Z[:] = 0
+    kthreads.products_alone(A, W, Z, 1)
+    np.testing.assert_allclose(Z[0].reshape(rows, rows), want[0], rtol=1e-5)
+    assert not Z[1].any()
+    cores = bench.host_cores(1, repeats=1)
+    assert np.isfinite(cores) and cores > 0
+
+
+def test_last_multi_thread_epoch_gets_a_probe_after_it(monkeypatch):
+    """A grid point whose last epoch ran on 2 threads probes once more after a pause,
+    so that every 2-thread epoch has a probe on both sides."""
+    _FakeWorker.log = []
+    monkeypatch.setattr(bench, "_Worker", _FakeWorker)
+    monkeypatch.setattr(bench, "TURN_PAUSE", 0.0)
+    monkeypatch.setattr(bench, "PROBE_PAUSE", 0.0)
+    settings = bench._settings(bench.build_parser().parse_args(
+        ["--cases", "S", "--batch-sizes", "16", "--repeats", "1"]))
+    out = bench._run_interleaved(["fastbp"], settings)
+    ops = [(n, t, op) for n, t, op in _FakeWorker.log if op in ("cores", "epoch")]
+    assert ops == [("fastbp", 2, "cores"), ("fastbp", 1, "epoch"),
+                   ("fastbp", 2, "cores"), ("fastbp", 2, "epoch"), ("fastbp", 2, "cores")]
+    two = next(w for w in out if w["threads"] == 2)
+    assert two["records"][0]["host_cores"] == [[1.9, 1.9]]
