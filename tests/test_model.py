@@ -147,6 +147,25 @@ def test_values_beyond_float32_raise_for_a_float32_model():
     classifier("float64").fit(X, y0)  # fine in float64
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf, "both"])
+def test_non_finite_values_in_the_models_dtype_raise(bad):
+    """Data already in the model's dtype is checked by one sum (see
+    _check_finite_fits): any NaN or infinity still raises, +inf and -inf together
+    too, and finite values whose sum overflows pass (min and max then decide)."""
+    from fastbp import _validation as v
+
+    X = X0.astype(np.float32)
+    if bad == "both":
+        X[0, 0], X[3, 1] = np.inf, -np.inf
+    else:
+        X[2, 3] = bad
+    with pytest.raises(ValueError, match="X contains NaN or infinity"):
+        classifier("float32").predict(X)
+    huge = np.full((4, 4), np.finfo(np.float32).max, dtype=np.float32)
+    assert not np.isfinite(np.add.reduce(huge, axis=None))  # the sum overflows
+    v._check_finite_fits("X", huge, np.dtype(np.float32))  # yet every value fits
+
+
 @pytest.mark.parametrize("method", ["predict", "loss", "gradients", "evaluate"])
 def test_other_methods_check_their_input(method):
     model = classifier()
