@@ -566,7 +566,10 @@ class _Worker:
 # its threads poll for new work for ~0.1 s), which would take CPU time from this one.
 TURN_PAUSE = 0.2
 # Pause between a core probe and the epoch it precedes: the probe's own threads spin
-# for a while too (libgomp: up to a few ms).
+# for a while too (libgomp: up to a few ms). After an idle pause, though, the host may
+# take milliseconds to give the idle vCPU back (measured: a parallel region after
+# 0.2 s idle ~8 ms on a busy host, ~0.1 ms after 0.05 s): a probe shortly before an
+# epoch keeps that out of the epochs of every multi-thread framework alike.
 PROBE_PAUSE = 0.05
 
 
@@ -594,12 +597,12 @@ def _run_interleaved(frameworks, settings):
                 w.close()
             out.append(result)
     live = list(workers)
-    # fastbp's worker with the most threads probes the host's cores after every pause,
-    # so before and after every multi-thread epoch (see host_cores): which rounds had
-    # the cores they asked for. Right after an epoch the threads of its library may
-    # still spin (measured: probes then found ~1 core after NumPy's and PyTorch's).
-    probes = [w for w, _ in live if w.name == "fastbp" and w.threads > 1]
-    probe = max(probes, key=lambda w: w.threads) if probes else None
+    # fastbp's worker of each thread count probes the host's cores for that many
+    # threads (see host_cores) before and after every epoch of that many threads:
+    # which rounds had the cores they asked for. Each probe follows a pause: right
+    # after an epoch its library's threads may still spin (measured: probes then found
+    # ~1 core after NumPy's and PyTorch's), and so do the probe's (PROBE_PAUSE).
+    probes = {w.threads: w for w, _ in live if w.name == "fastbp" and w.threads > 1}
     try:
         for case, batch in _grid(settings):
             ready = []
@@ -615,20 +618,20 @@ def _run_interleaved(frameworks, settings):
                     result["records"].append(done)
                 else:
                     ready.append((w, result))
-            failed, cores, last = set(), {}, None
-            probing = probe is not None and any(w.threads > 1 for w, _ in ready)
+            failed, cores, after = set(), {}, None  # after: (probe, [before]) still due
             for r in range(settings["repeats"]):
                 k = r % len(ready) if ready else 0
                 for w, result in ready[k:] + ready[:k]:
                     if id(w) in failed:
                         continue
                     time.sleep(TURN_PAUSE)
-                    if probing:  # after the pause: the last epoch's threads have settled
-                        now = _cores_now(probe)
-                        if last is not None:
-                            last.append(now)  # the probe after that epoch
+                    if after is not None:  # the probe after the last epoch
+                        after[1].append(_cores_now(after[0]))
+                        after = None
+                    probe = probes.get(w.threads)
+                    if probe is not None:
+                        before = _cores_now(probe)
                         time.sleep(PROBE_PAUSE)
-                    last = None
                     try:
                         w.ask(op="epoch")
                     except WorkerFailed as exc:
@@ -637,12 +640,12 @@ def _run_interleaved(frameworks, settings):
                             case.name, batch, w.threads, w.name, status="error",
                             reason=str(exc)))  # fmt: skip
                         continue
-                    if probing and w.threads > 1:
-                        last = [now]
-                        cores.setdefault(id(w), []).append(last)
-            if last is not None:
+                    if probe is not None:
+                        after = (probe, [before])
+                        cores.setdefault(id(w), []).append(after[1])
+            if after is not None:
                 time.sleep(TURN_PAUSE)
-                last.append(_cores_now(probe))
+                after[1].append(_cores_now(after[0]))
             for w, result in ready:
                 if id(w) not in failed:
                     try:
