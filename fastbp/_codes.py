@@ -36,3 +36,9 @@ N_HYPER = 10
 ADAM_EPS_MODES = {"torch": 0, "sklearn": 1}
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults
 ADAM_EPS = 1e-8
+
+
+def is_classifier(output, loss):
+    """Whether a network with this output and loss classifies (and so reports
+    accuracy): softmax, or sigmoid with cross_entropy."""
+    return output == "softmax" or (output == "sigmoid" and loss == "cross_entropy")
