@@ -2,8 +2,12 @@
 enough for a parallel region. Results never depend on any of it."""
 
 import contextlib
+import time
 
 import numba
+import numpy as np
+
+from fastbp.kernels import threads as ktrain  # region_probe
 
 
 @contextlib.contextmanager
@@ -27,3 +31,48 @@ def flops_per_sample(sizes):
     propagating delta back through it (which the first layer skips)."""
     n_weights = [n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True)]
     return 6 * sum(n_weights) - 2 * n_weights[0]
+
+
+# Below this many FLOPs per batch a parallel region costs more than it saves
+# (thread wake-up and barriers, ~10 us, far worse when another process holds a
+# core), so such batches run the serial kernels. Same bits either way.
+PARALLEL_MIN_FLOPS = 4e6
+# Parts a batch is split into (of its samples, and of the rows of each W^l) when an
+# epoch runs serially; in parallel, one part per thread. The parts change no bit
+# (each element of a product comes out of one tile in a fixed order, see
+# kernels/tiles.py), only speed: measured on 784-1024-1024-10 at batch 256, one
+# thread ran 2.5% faster with 1 part than with 2 (each part reads all of W), and
+# 2 threads gave the same with 2, 4 or 8 parts. Tests raise it to exercise splits.
+SERIAL_PARTS = 1
+# A parallel region takes ~3 us when the cores are free and ~8 ms when another
+# process holds one (libgomp's spinning threads wait for a time slice at every
+# region: measured M batch 32 on 2 threads fell from ~85,000 to ~2,000 samples/s).
+# Under load a region is still quick now and then (both threads happen to run),
+# so one slow region of five counts; on free cores none took 1 ms (measured max
+# ~0.2 ms).
+HELD_UP_SECONDS = 1e-3
+PROBES = 5
+
+
+def parts(parallel):
+    """How many parts the batch kernels split a batch into: one per thread for a
+    parallel run, else SERIAL_PARTS. Results do not depend on it."""
+    return numba.get_num_threads() if parallel else SERIAL_PARTS
+
+
+def parallel(rows, sizes):
+    """Whether work on ``rows`` samples at a time is worth a parallel region."""
+    return numba.get_num_threads() > 1 and rows * flops_per_sample(sizes) >= PARALLEL_MIN_FLOPS
+
+
+def held_up():
+    """Whether numba's threads are held up by other processes right now (any of
+    five probe regions over 1 ms; ~15 us in all on free cores). Then an epoch
+    runs its serial kernels, which give the same bits."""
+    out = np.zeros(2)
+    for _ in range(PROBES):
+        start = time.perf_counter()
+        ktrain.region_probe(out)
+        if time.perf_counter() - start > HELD_UP_SECONDS:
+            return True
+    return False

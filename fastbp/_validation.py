@@ -71,7 +71,9 @@ def check_init(init):
     if isinstance(init, str):
         return check_choice("init", init, _codes.INIT)
     if isinstance(init, bool) or not isinstance(init, numbers.Real):
-        raise TypeError(f"init must be one of {list(_codes.INIT)} or a number, got {_describe(init)}")
+        raise TypeError(
+            f"init must be one of {list(_codes.INIT)} or a number, got {_describe(init)}"
+        )
     if not np.isfinite(init):
         raise ValueError(f"init must be a finite constant, got {init}")
     return float(init)
@@ -337,16 +339,3 @@ def check_callbacks(value):
             if not callable(getattr(cb, h)):
                 raise TypeError(f"{name}.{h} must be a method, got {_describe(getattr(cb, h))}")
     return items
-
-
-def check_lr_schedule(value):
-    """None or a ``fastbp.schedules.LRSchedule``."""
-    from fastbp.schedules import LRSchedule  # schedules imports this module
-
-    if value is not None and not isinstance(value, LRSchedule):
-        raise TypeError(
-            "lr_schedule must be a fastbp.schedules schedule (StepLR, ExponentialLR, "
-            f"CosineWithWarmup, ReduceLROnPlateau or an LRSchedule subclass), got "
-            f"{_describe(value)}"
-        )
-    return value

@@ -57,12 +57,12 @@ import math
 import numbers
 import os
 import sys
-import tempfile
 import warnings
 
 import numpy as np
 
 from fastbp import _validation as v
+from fastbp._persist import write_atomic
 from fastbp.schedules import resolve_mode
 
 __all__ = [
@@ -364,25 +364,12 @@ class HistoryLogger(Callback):
         else:
             table = {k: [_plain(row.get(k)) for row in self.rows] for k in keys}
             text = json.dumps(table, indent=1) + "\n"
-        _write_atomic(self.path, text)
+        write_atomic(self.path, lambda fh: fh.write(text), binary=False)
 
 
 def _plain(x):
     """NumPy scalars -> Python numbers (json and csv write those exactly)."""
     return x.item() if isinstance(x, np.generic) else x
-
-
-def _write_atomic(path, text):
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 class ProgressBar(Callback):

@@ -420,3 +420,14 @@ def resolve_mode(monitor, mode):
     if mode == "auto":
         return "max" if monitor.endswith("accuracy") else "min"
     return mode
+
+
+def check_lr_schedule(value):
+    """None or a ``fastbp.schedules.LRSchedule``."""
+    if value is not None and not isinstance(value, LRSchedule):
+        raise TypeError(
+            "lr_schedule must be a fastbp.schedules schedule (StepLR, ExponentialLR, "
+            f"CosineWithWarmup, ReduceLROnPlateau or an LRSchedule subclass), got "
+            f"{v._describe(value)}"
+        )
+    return value

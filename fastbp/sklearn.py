@@ -303,7 +303,7 @@ class _BaseMLP(BaseEstimator):
         if not incremental or not hasattr(self, "_lr"):
             # a new optimizer, as sklearn makes in every fit (warm_start too)
             self._lr = float(self.learning_rate_init)
-            model._reset_optimizer(None)
+            model._optimizer.reset(None)
         n_samples = X.shape[0]
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -388,7 +388,7 @@ class _BaseMLP(BaseEstimator):
         (b = momentum b + g, step lr b): rescaling b keeps v = -lr b."""
         lr = float(lr)
         if self.momentum > 0 and lr != self._lr:
-            self._model._buf1 *= self._lr / lr
+            self._model._optimizer.rescale_momentum(self._lr / lr)
         self._lr = lr
 
     def _trigger_stopping(self, msg, sgd):

@@ -61,19 +61,20 @@ def _problem():
 def _force(monkeypatch, serial_parts, parallel_parts):
     """Steer the thread policy: parts of a serial epoch, and parallel regions for
     any batch with ``parallel_parts`` parts."""
-    from fastbp import model as policy
+    from fastbp import _threads as policy
 
     monkeypatch.setattr(policy, "SERIAL_PARTS", serial_parts)
     if parallel_parts is not None:
         monkeypatch.setattr(policy, "PARALLEL_MIN_FLOPS", 0)
-        monkeypatch.setattr(policy, "_threads_held_up", lambda: False)  # even when busy
-        monkeypatch.setattr(policy.Model, "_parts", staticmethod(
-            lambda parallel: parallel_parts if parallel else serial_parts))
+        monkeypatch.setattr(policy, "held_up", lambda: False)  # even when busy
+        monkeypatch.setattr(policy, "parts",
+                            lambda parallel: parallel_parts if parallel else serial_parts)
 
 
 def _optimizer_state(model):
     """(buf1, buf2, step) of the model's optimizer."""
-    return model._buf1, model._buf2, model._step
+    state = model._optimizer
+    return state.buf1, state.buf2, state.step
 
 
 def _h(*arrays):

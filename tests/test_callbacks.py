@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 
 import fastbp
+from fastbp import _training
+from fastbp._training import validation_split
 from fastbp.callbacks import (
     Callback,
     EarlyStopping,
@@ -254,7 +256,7 @@ def test_model_checkpoint_files_load_and_equal_the_model_at_that_epoch(tmp_path)
         loaded = fastbp.Model.load(tmp_path / f"m-{epoch:02d}.npz")
         expected = trained(epoch)
         np.testing.assert_array_equal(loaded.params, expected.params)
-        np.testing.assert_array_equal(loaded._buf1, expected._buf1)
+        np.testing.assert_array_equal(loaded._optimizer.buf1, expected._optimizer.buf1)
         # the checkpoint resumes exactly: one more epoch equals epoch + 1 epochs
         loaded.fit(X, Y, epochs=1, **FIT)
         np.testing.assert_array_equal(loaded.params, trained(epoch + 1).params)
@@ -360,8 +362,8 @@ def test_batch_progress_changes_no_bits(batch_size, optimizer):
     rec = BatchRecorder()
     h2 = chunked.fit(Xb, Yb, callbacks=[rec], **kwargs)
     np.testing.assert_array_equal(plain.params, chunked.params)
-    np.testing.assert_array_equal(plain._buf1, chunked._buf1)
-    assert plain._step == chunked._step
+    np.testing.assert_array_equal(plain._optimizer.buf1, chunked._optimizer.buf1)
+    assert plain._optimizer.step == chunked._optimizer.step
     np.testing.assert_allclose(h1.history["loss"], h2.history["loss"], rtol=1e-12)
     n_batches = -(-2000 // batch_size)
     for epoch in (1, 2):
@@ -379,7 +381,7 @@ def test_batch_progress_only_when_wanted(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the epoch was split into chunks")
 
-    monkeypatch.setattr(fastbp.Model, "_epoch_in_chunks", refuse)
+    monkeypatch.setattr(_training._Loop, "_in_chunks", refuse)
     rec = BatchRecorder()
     rec.wants_batch_progress = False
     regressor().fit(X, Y, **FIT, callbacks=[Recorder(), rec, ProgressBar()])
@@ -408,30 +410,30 @@ def test_progress_bar_moves_within_an_epoch():
 
 def test_validation_split_is_stratified_for_softmax_classifiers():
     model = classifier()
-    train, held = model._validation_split(np.eye(3)[YC], 0.25)
+    train, held = validation_split(model, np.eye(3)[YC], 0.25)
     assert np.bincount(YC[held]).tolist() == [5, 3, 2]  # a quarter of each class
     assert sorted(np.concatenate([train, held]).tolist()) == list(range(40))
     # deterministic: the same on every call and for every model with this seed
-    again = classifier()._validation_split(np.eye(3)[YC], 0.25)
+    again = validation_split(classifier(), np.eye(3)[YC], 0.25)
     np.testing.assert_array_equal(again[1], held)
     model.fit(XC, YC, epochs=1, batch_size=4)
-    np.testing.assert_array_equal(model._validation_split(np.eye(3)[YC], 0.25)[1], held)
+    np.testing.assert_array_equal(validation_split(model, np.eye(3)[YC], 0.25)[1], held)
     other = fastbp.Model([4, 6, 3], output="softmax", loss="cross_entropy", seed=4)
-    assert not np.array_equal(other._validation_split(np.eye(3)[YC], 0.25)[1], held)
+    assert not np.array_equal(validation_split(other, np.eye(3)[YC], 0.25)[1], held)
 
 
 def test_validation_split_stratifies_binary_and_shuffles_regression():
     binary = fastbp.Model([4, 1], output="sigmoid", loss="cross_entropy", seed=0)
     yb = (np.arange(40) < 10).astype(float)
-    _, held = binary._validation_split(yb[:, None], 0.2)
+    _, held = validation_split(binary, yb[:, None], 0.2)
     assert sorted(yb[held].tolist()) == [0.0] * 6 + [1.0] * 2
-    _, held = regressor()._validation_split(Y, 0.25)
+    _, held = validation_split(regressor(), Y, 0.25)
     assert len(held) == 6 and not np.array_equal(held, np.arange(18, 24))
 
 
 def test_fit_with_validation_split_trains_on_the_rest_and_validates_on_the_split():
     model = classifier()
-    train, held = model._validation_split(np.eye(3)[YC], 0.25)
+    train, held = validation_split(model, np.eye(3)[YC], 0.25)
     history = model.fit(XC, YC, epochs=3, batch_size=4, validation_split=0.25)
     expected = classifier()
     expected.fit(XC[train], YC[train], epochs=3, batch_size=4)
@@ -537,7 +539,7 @@ def test_bad_arguments_raise_naming_them_and_change_nothing(kwargs, error, messa
     model.fit(X, Y, epochs=1, **FIT)  # some optimizer state
     before = (
         model.params.copy(),
-        model._buf1.copy(),
+        model._optimizer.buf1.copy(),
         model._rng.bit_generator.state,
         numba.get_num_threads(),
     )
@@ -545,7 +547,7 @@ def test_bad_arguments_raise_naming_them_and_change_nothing(kwargs, error, messa
     with pytest.raises(error, match=message):
         model.fit(Xc, Yc, epochs=2, **FIT, **kwargs)
     assert np.array_equal(model.params, before[0])
-    assert np.array_equal(model._buf1, before[1])
+    assert np.array_equal(model._optimizer.buf1, before[1])
     assert model._rng.bit_generator.state == before[2]
     assert numba.get_num_threads() == before[3]
     np.testing.assert_array_equal(Xc, X)

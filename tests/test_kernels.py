@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from conftest import HEAD_IDS, HEADS, HIDDEN, TOL, make_model, make_problem, reference_net
 
-from fastbp import reference
+from fastbp import _buffers, reference
 from fastbp.kernels import forward as kforward
 from fastbp.kernels.layout import make_layout, row_width
 
@@ -80,7 +80,7 @@ def test_training_trajectory_matches_reference(case, batch_size, dtype):
 def test_batches_split_into_parts_train_like_the_reference(optimizer, bias, monkeypatch):
     """Batches split into parts (as big batches are) update every parameter exactly
     once: weights and biases of each part's rows, and no bias slot without biases."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     monkeypatch.setattr(model_module, "SERIAL_PARTS", 3)  # parts even at 1 thread
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # and in parallel
@@ -129,7 +129,7 @@ def test_online_step_equals_batch_path_at_batch_one():
 def test_bit_identical_at_any_thread_count(batch_size, dtype, restore_threads, monkeypatch):
     """Serial kernels at 1 thread and parallel chunks at 2 give the same bits
     (batch 40 spans 3 sample chunks, 80 and 70 rows 2 row chunks each)."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
     sizes = [6, 80, 70, 4]
@@ -154,7 +154,7 @@ def test_bit_identical_for_any_number_of_parts(dtype, sizes, monkeypatch):
     """The parts a batch is split into (one per thread in parallel) change no bit:
     1, 2 and 7 parts of 40 samples and of 80 and 70 rows (and a net with three
     hidden layers), split off the tiles' edges, train to the same parameters."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
     results = []
@@ -176,7 +176,7 @@ def test_parallel_epoch_any_parts_on_two_threads(sizes, restore_threads, monkeyp
     parts on 2 threads: a thread runs two owners' tasks, and takes tasks their
     owner has not claimed yet), with sample weights, Adam and a last partial batch;
     and it never hangs waiting for a task nobody runs."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
     X, T = make_problem(sizes, "softmax", "cross_entropy", 70, seed=3)
@@ -184,8 +184,8 @@ def test_parallel_epoch_any_parts_on_two_threads(sizes, restore_threads, monkeyp
     results = []
     for threads, parts in ((1, 1), (2, 2), (2, 3), (2, 5)):
         numba.set_num_threads(threads)
-        monkeypatch.setattr(model_module.Model, "_parts",
-                            staticmethod(lambda parallel, parts=parts: parts if parallel else 1))
+        monkeypatch.setattr(model_module, "parts",
+                            lambda parallel, parts=parts: parts if parallel else 1)
         model = make_model(sizes, "tanh", "softmax", "cross_entropy", "float64", seed=2)
         history = model.fit(X, T, epochs=2, batch_size=16, lr=0.01, optimizer="adam",
                             sample_weight=weights)
@@ -240,7 +240,7 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
                                                                 monkeypatch):
     """When other processes hold the cores (probed before each epoch), fit runs
     the epoch's serial kernels: a warning, History.held_up_epochs, same bits."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
     from fastbp.kernels.threads import region_probe
 
     out = np.zeros(5)
@@ -252,11 +252,11 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     sizes = [6, 80, 70, 4]
     X, T = make_problem(sizes, "softmax", "cross_entropy", 64, seed=5)
     free = make_model(sizes, "relu", "softmax", "cross_entropy", seed=11)
-    monkeypatch.setattr(model_module, "_threads_held_up", lambda: False)
+    monkeypatch.setattr(model_module, "held_up", lambda: False)
     h_free = free.fit(X, T, epochs=3, batch_size=40, lr=0.05, momentum=0.9)
     assert h_free.held_up_epochs == 0
     held = make_model(sizes, "relu", "softmax", "cross_entropy", seed=11)
-    monkeypatch.setattr(model_module, "_threads_held_up", lambda: True)
+    monkeypatch.setattr(model_module, "held_up", lambda: True)
     with pytest.warns(RuntimeWarning, match="3 of 3 epochs ran on one thread"):
         h_held = held.fit(X, T, epochs=3, batch_size=40, lr=0.05, momentum=0.9)
     assert h_held.held_up_epochs == 3
@@ -265,7 +265,7 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     def never():
         raise AssertionError("probed for a serial fit")
 
-    monkeypatch.setattr(model_module, "_threads_held_up", never)
+    monkeypatch.setattr(model_module, "held_up", never)
     numba.set_num_threads(1)  # no parallel kernels: no probe
     make_model(sizes, "relu", "softmax", "cross_entropy").fit(X, T, batch_size=40)
 
@@ -279,7 +279,7 @@ def test_activation_blocks_start_apart_from_their_weights_within_a_page():
     model = make_model([16, 1024, 1024, 10], "relu", "softmax", "cross_entropy", "float32")
     rows = 8
     width = sum(model.sizes)
-    acts = model._activations(rows, width)
+    acts = _buffers.activations(model.params, model._layout, rows, model.dtype)
     assert acts.shape == (rows * width,) and acts.flags.c_contiguous and not acts.any()
     for l in range(1, len(model.sizes)):
         gap = (acts.ctypes.data + 4 * rows * int(model._layout[UNIT, l - 1])

@@ -120,7 +120,7 @@ BAD_FIT = [
 def test_bad_fit_input_raises_and_changes_nothing(kwargs, error, message):
     model = classifier()
     model.fit(X0, y0, epochs=1, batch_size=4, momentum=0.9)  # some optimizer state
-    before = (model.params.copy(), model._buf1.copy(), model._rng.bit_generator.state)
+    before = (model.params.copy(), model._optimizer.buf1.copy(), model._rng.bit_generator.state)
     kwargs = dict(kwargs)
     X = kwargs.pop("X", X0.copy())
     Y = kwargs.pop("Y", y0.copy())
@@ -129,7 +129,7 @@ def test_bad_fit_input_raises_and_changes_nothing(kwargs, error, message):
     with pytest.raises(error, match=message):
         model.fit(X, Y, **kwargs)
     assert np.array_equal(model.params, before[0])
-    assert np.array_equal(model._buf1, before[1])
+    assert np.array_equal(model._optimizer.buf1, before[1])
     assert model._rng.bit_generator.state == before[2]
     if isinstance(X, np.ndarray) and X.dtype.kind == "f":
         np.testing.assert_array_equal(X, X_copy)  # NaNs compare equal here
@@ -409,7 +409,7 @@ def test_changing_betas_resets_adam_state():
     a.fit(X, Y, optimizer="adam", lr=0.01)
     a.fit(X, Y, optimizer="adam", lr=0.01, betas=(0.5, 0.9))  # new settings: fresh moments
     b.fit(X, Y, optimizer="adam", lr=0.01)
-    b._reset_optimizer(None)
+    b._optimizer.reset(None)
     b.fit(X, Y, optimizer="adam", lr=0.01, betas=(0.5, 0.9))
     np.testing.assert_array_equal(a.params, b.params)
 

@@ -94,8 +94,8 @@ def test_save_load_and_fit_the_rest_equals_the_uninterrupted_run(
             X, Y, epochs=EPOCHS - resumed.epochs_done, lr_schedule=make(), **fit
         )
         assert np.array_equal(resumed.params, whole.params), k
-        assert np.array_equal(resumed._buf1, whole._buf1)
-        assert np.array_equal(resumed._buf2, whole._buf2)
+        assert np.array_equal(resumed._optimizer.buf1, whole._optimizer.buf1)
+        assert np.array_equal(resumed._optimizer.buf2, whole._optimizer.buf2)
         assert resumed.epochs_done == EPOCHS
         for key in ("loss", "val_loss", "val_accuracy", "lr"):
             if key in h_whole.history:
@@ -322,7 +322,7 @@ def test_a_file_from_another_fastbp_version_loads_with_a_warning(tmp_path, monke
     m = remembered_after(StepLR(2, 0.5))
     path = tmp_path / "m.npz"
     with monkeypatch.context() as patch:
-        patch.setattr(fastbp.model, "__version__", "0.0.7")
+        patch.setattr(fastbp._persist, "__version__", "0.0.7")
         m.save(path)
     with pytest.warns(
         UserWarning,
@@ -489,4 +489,4 @@ def test_killed_training_resumes_bit_identically_from_its_checkpoint(tmp_path):
     assert h_rest.history["lr"] == h_whole.history["lr"][k:]
     assert h_rest.history["val_loss"] == h_whole.history["val_loss"][k:]
     assert np.array_equal(resumed.params, whole.params)
-    assert np.array_equal(resumed._buf1, whole._buf1)
+    assert np.array_equal(resumed._optimizer.buf1, whole._optimizer.buf1)

@@ -14,6 +14,7 @@ import pytest
 from conftest import TOL, make_model, make_problem, reference
 
 import fastbp
+from fastbp._training import validation_split
 
 DTYPES = ["float64", "float32"]
 # 1: the fused online step; 4 leaves a partial batch of 3 (n = 11); 11: the whole set.
@@ -146,7 +147,7 @@ def test_zero_weight_batch_takes_no_step(batch_size, optimizer):
 @pytest.mark.parametrize("batch_size", [1, 40], ids=["online", "gemm-parts"])
 def test_weighted_training_bit_identical_at_any_thread_count(batch_size, dtype,
                                                             restore_threads, monkeypatch):
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
     sizes = [6, 80, 70, 4]
@@ -164,7 +165,7 @@ def test_weighted_training_bit_identical_at_any_thread_count(batch_size, dtype,
 
 def test_forced_parts_with_weights_match_reference(monkeypatch):
     """The GEMM kernel split into 2 parts of samples and rows, weighted, vs reference."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     monkeypatch.setattr(model_module, "SERIAL_PARTS", 2)
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)
@@ -172,7 +173,7 @@ def test_forced_parts_with_weights_match_reference(monkeypatch):
     model, expected, _, _, _ = train_both(
         sizes, "relu", "softmax", "cross_entropy", "float64", 8,
         dict(optimizer="sgd", lr=0.1, momentum=0.5), weights_for(20, seed=8), l2=0.2, n=20)
-    assert model._parts(False) == 2
+    assert model_module.parts(False) == 2
     np.testing.assert_allclose(model.params, expected, **TOL["float64"])
 
 
@@ -309,7 +310,7 @@ def test_validation_split_splits_the_weights():
     X, T = make_problem(sizes, "softmax", "cross_entropy", 30, seed=2)
     w = weights_for(30, zeros=False)
     model = make_model(sizes, "tanh", "softmax", "cross_entropy", seed=3)
-    train, _ = model._validation_split(T, 0.2)
+    train, _ = validation_split(model, T, 0.2)
     other = make_model(sizes, "tanh", "softmax", "cross_entropy", seed=3)
     model.fit(X, T, batch_size=4, lr=0.1, sample_weight=w, validation_split=0.2)
     other.fit(X[train], T[train], batch_size=4, lr=0.1, sample_weight=w[train])

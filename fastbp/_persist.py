@@ -1,0 +1,121 @@
+"""Files: atomic writes, and the model file format (version 1).
+
+A model file is an ``.npz`` archive with a JSON ``meta`` string and the arrays
+``params``, ``buf1``, ``buf2``. ``meta`` holds ``format`` ("fastbp-model"),
+``format_version`` (1), ``fastbp_version``, ``config`` (Model's constructor
+arguments), ``optimizer`` (the optimizer settings list, or null) and ``step``,
+``rng_state`` (the shuffling generator), ``epochs_done`` and ``lr_schedule`` (the
+last schedule's state or null). Files from before ``epochs_done``, ``lr_schedule``
+and Adam's betas/eps/eps_mode load with their defaults.
+"""
+
+import io
+import json
+import os
+import tempfile
+import warnings
+import zipfile
+
+import numpy as np
+
+from fastbp._version import __version__
+
+FORMAT = "fastbp-model"
+FORMAT_VERSION = 1
+
+
+def write_atomic(path, write, binary=True):
+    """Call ``write(fh)`` on a temporary file in ``path``'s folder, flush it to disk,
+    then ``os.replace`` it onto ``path``: an interrupted or failed write leaves the
+    old file intact and no temporary file behind."""
+    folder = os.path.dirname(os.path.abspath(path))
+    fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
+    try:
+        mode = "wb" if binary else "w"
+        opts = {} if binary else {"encoding": "utf-8", "newline": ""}
+        with os.fdopen(fd, mode, **opts) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save(model, path):
+    """Write ``model``'s whole training state to exactly ``path`` (see module doc)."""
+    path = os.fspath(path)
+    opt_meta, opt_arrays = model._optimizer.to_file()
+    meta = {"format": FORMAT, "format_version": FORMAT_VERSION,
+            "fastbp_version": __version__, "config": model._config(), **opt_meta,
+            "rng_state": model._rng.bit_generator.state,
+            "epochs_done": model.epochs_done,
+            "lr_schedule": _schedule_state_for_file(model._schedule_state)}
+    # the keys in format 1's order: optimizer and step after config
+    meta = {key: meta[key] for key in ("format", "format_version", "fastbp_version",
+                                       "config", "optimizer", "step", "rng_state",
+                                       "epochs_done", "lr_schedule")}
+    write_atomic(path, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)),
+                                           params=model.params, **opt_arrays))
+
+
+def load(cls, path):
+    """A ``cls`` model read from ``path``. A truncated, corrupt or foreign file raises
+    ValueError; a missing one OSError."""
+    path = os.fspath(path)
+    with open(path, "rb") as fh:
+        data = fh.read()
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            arrays = {name: archive[name] for name in ("meta", "params", "buf1", "buf2")}
+        meta = json.loads(str(arrays["meta"]))
+    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as exc:
+        raise ValueError(f"{path} is not a fastbp model file ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise ValueError(f"{path} is not a fastbp model file (no fastbp header)")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise ValueError(f"{path} has model format {meta.get('format_version')}, "
+                         f"this fastbp reads {FORMAT_VERSION}")
+    try:
+        model = cls(**meta["config"])
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} holds an invalid model configuration: {exc}") from None
+    for name in ("params", "buf1", "buf2"):
+        arr = arrays[name]
+        if arr.shape != model.params.shape or arr.dtype != model.dtype:
+            raise ValueError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}, "
+                             f"expected {model.params.shape} {model.dtype}")
+    model.params[...] = arrays["params"]
+    try:
+        model._optimizer.from_file(meta, arrays)
+        model._rng.bit_generator.state = meta["rng_state"]
+        # files from before these keys: no epochs counted, no schedule
+        model.epochs_done = int(meta.get("epochs_done", 0))
+        schedule = meta.get("lr_schedule")
+        if model.epochs_done < 0 or not isinstance(schedule, (dict, type(None))):
+            raise ValueError("bad epochs_done or lr_schedule")
+        model._schedule_state = schedule
+    except (TypeError, ValueError, KeyError) as exc:
+        raise ValueError(f"{path} holds an invalid training state: {exc!r}") from None
+    written_by = meta.get("fastbp_version") or "(version not recorded)"
+    if written_by != __version__:
+        warnings.warn(
+            f"{path} was written by fastbp {written_by}, this is fastbp "
+            f"{__version__}: it loads, but training on from it may not repeat "
+            f"the bits fastbp {written_by} would give",
+            UserWarning, stacklevel=3)
+    return model
+
+
+def _schedule_state_for_file(state):
+    """The remembered schedule state if json can write it, else None (with a
+    warning): a custom schedule's odd state must not make a checkpoint fail."""
+    try:
+        json.dumps(state)
+    except (TypeError, ValueError) as exc:
+        warnings.warn(f"the lr schedule's state is not JSON-able ({exc}); the "
+                      "file is saved without it", UserWarning, stacklevel=4)
+        return None
+    return state
