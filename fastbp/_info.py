@@ -10,8 +10,12 @@ def config():
     count, the BLAS libraries (as threadpoolctl sees them) and the JIT cache folder."""
     import numba
     import numpy as np
-    import scipy.linalg.cython_blas  # noqa: F401  (load SciPy's BLAS to report it)
     from threadpoolctl import threadpool_info
+
+    try:  # SciPy is optional (scikit-learn brings it): load its BLAS to report it
+        import scipy.linalg.cython_blas  # noqa: F401
+    except ImportError:
+        pass
 
     from fastbp._version import __version__
     from fastbp.kernels import train
