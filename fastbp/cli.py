@@ -250,14 +250,12 @@ def build_parser():
                    "instead of class labels (default: off)")
     p.set_defaults(func=cmd_predict)
 
-    from fastbp import bench
-
-    b = sub.add_parser(
+    # Listed here with its help only: its options are fastbp.bench's own parser
+    # (see main), so that the other commands never load the benchmark lab.
+    sub.add_parser(
         "bench", help="measure training samples/s against PyTorch, JAX, NumPy, "
-        "scikit-learn and FANN", description=bench.DESCRIPTION,
+        "scikit-learn and FANN",
     )
-    bench.add_arguments(b)  # the same options as 'python -m fastbp.bench'
-    b.set_defaults(func=cmd_bench, threads=None)  # bench sets its own threads
 
     i = sub.add_parser(
         "info", help="show versions, threading layer, thread count, BLAS and JIT cache",
@@ -551,9 +549,30 @@ def cmd_predict(args):
 
 def cmd_bench(args):
     """``fastbp bench``; returns the exit status."""
-    from fastbp import bench
+    from fastbp.bench import driver
 
-    return bench.main(args)
+    return driver.main(args)
+
+
+def _parse(parser, argv):
+    """The parsed ``argv``. The command ``bench`` is looked up by the top-level
+    parser only; its options go to fastbp.bench's own parser (prog "fastbp bench"),
+    loaded for that command alone."""
+    # the top-level options (--help, --version) take no values: the first word that
+    # is not an option is the command
+    at = next((i for i, word in enumerate(argv) if not str(word).startswith("-")), None)
+    if at is None or argv[at] != "bench":
+        return parser.parse_args(argv)
+    parser.parse_args(argv[: at + 1])  # --help or --version before the command
+    from fastbp.bench import grid
+
+    bench = grid.build_parser(prog=f"{parser.prog} bench", parser_class=_Parser)
+    args, extra = bench.parse_known_args(argv[at + 1 :])
+    if extra:  # reported by the top-level parser, as argparse does for subcommands
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # bench sets the threads of each run itself (--threads is its own option)
+    args.command, args.func, args.threads = "bench", cmd_bench, None
+    return args
 
 
 # -- entry point ---------------------------------------------------------------------
@@ -603,9 +622,9 @@ def main(argv=None):
         Exit status: 0 on success (and for ``--help``), 1 if training diverged
         or a dependency is missing, 2 for bad arguments or bad data.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        args = _parse(build_parser(), argv)
     except UsageError as exc:
         _error(exc)
         return 2
