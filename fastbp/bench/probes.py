@@ -19,7 +19,13 @@ from numba import prange
 from fastbp.kernels._jit import jit_parallel, jit_serial
 from fastbp.kernels.tiles import matmul_nt
 
-__all__ = ["PROBE_INNER", "PROBE_ROWS", "host_cores", "products_alone", "products_on_each"]
+__all__ = [
+    "PROBE_INNER",
+    "PROBE_ROWS",
+    "host_cores",
+    "products_alone",
+    "products_on_each",
+]
 
 PROBE_ROWS, PROBE_INNER = 64, 256  # a 64 x 256 times 256 x 64 product: 64 KiB each
 
