@@ -18,7 +18,9 @@ import sys
 import numba
 import numpy as np
 
-from fastbp import datasets
+from fastbp import _codes, datasets
+from fastbp._codes import is_classifier
+from fastbp._threads import numba_threads
 from fastbp._version import __version__
 
 # The default recipe of ``fastbp train`` (on the digits, 1438 train / 359 held-out
@@ -48,10 +50,12 @@ RECIPE = {
     "seed": 0,
     "digits_scale": "standard",
 }
-HIDDEN = ["sigmoid", "tanh", "relu", "leaky_relu", "linear"]
-OUTPUT = ["linear", "sigmoid", "softmax", "tanh"]
-LOSS = ["mse", "cross_entropy"]
-INIT = ["xavier", "he", "normal", "uniform", "zeros"]
+HIDDEN = list(_codes.HIDDEN)
+OUTPUT = list(_codes.OUTPUT)
+LOSS = list(_codes.LOSS)
+INIT = list(_codes.INIT)
+OPTIMIZER = list(_codes.OPTIMIZER)
+DTYPES = list(_codes.DTYPES)
 SCALE = ["auto", "none", "minmax", "standard"]
 DEFAULT_MODEL_PATH = "fastbp-model.npz"
 
@@ -185,7 +189,7 @@ def build_parser():
     t.add_argument("--lr", type=_nonneg_float, metavar="LR",
                    help=f"learning rate (default: {RECIPE['lr_sgd']} for sgd, "
                    f"{RECIPE['lr_adam']} for adam)")
-    t.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+    t.add_argument("--optimizer", choices=OPTIMIZER, default="sgd",
                    help="optimizer, with torch.optim semantics (default: %(default)s)")
     t.add_argument("--momentum", type=_nonneg_float, metavar="M",
                    help=f"SGD momentum; sgd only (default: {RECIPE['momentum']})")
@@ -193,7 +197,7 @@ def build_parser():
                    help="Nesterov momentum; sgd only (default: off)")
     t.add_argument("--weight-decay", type=_nonneg_float, default=0.0, metavar="WD",
                    help="L2 weight decay on every parameter (default: %(default)s)")
-    t.add_argument("--dtype", choices=["float32", "float64"],
+    t.add_argument("--dtype", choices=DTYPES,
                    default=RECIPE["dtype"],
                    help="floating-point type of the model (default: %(default)s)")
     t.add_argument("--seed", type=_nonneg_int, default=RECIPE["seed"], metavar="N",
@@ -250,14 +254,12 @@ def build_parser():
                    "instead of class labels (default: off)")
     p.set_defaults(func=cmd_predict)
 
-    from fastbp import bench
-
-    b = sub.add_parser(
+    # Listed here with its help only: its options are fastbp.bench's own parser
+    # (see main), so that the other commands never load the benchmark lab.
+    sub.add_parser(
         "bench", help="measure training samples/s against PyTorch, JAX, NumPy, "
-        "scikit-learn and FANN", description=bench.DESCRIPTION,
+        "scikit-learn and FANN",
     )
-    bench.add_arguments(b)  # the same options as 'python -m fastbp.bench'
-    b.set_defaults(func=cmd_bench, threads=None)  # bench sets its own threads
 
     i = sub.add_parser(
         "info", help="show versions, threading layer, thread count, BLAS and JIT cache",
@@ -314,15 +316,11 @@ def _training_data(args):
         return args.data, X, y, Xte, yte
     if fraction == 0:
         return args.data, X, y, None, None
-    stratify = y.ndim == 1 and _classifier(args.output, args.loss) and _integral(y)
+    stratify = y.ndim == 1 and is_classifier(args.output, args.loss) and _integral(y)
     Xtr, ytr, Xte, yte = datasets.train_test_split(
         X, y, fraction, args.split_seed, stratify=stratify
     )
     return args.data, Xtr, ytr, Xte, yte
-
-
-def _classifier(output, loss):
-    return output == "softmax" or (output == "sigmoid" and loss == "cross_entropy")
 
 
 def _integral(y):
@@ -338,7 +336,7 @@ def _n_outputs(args, y_train, y_test):
     """Number of outputs and the targets (1-D int64 labels for classifiers)."""
     if y_train.ndim == 2:  # the Model checks that held-out targets match
         return y_train.shape[1], y_train, y_test
-    if not _classifier(args.output, args.loss):
+    if not is_classifier(args.output, args.loss):
         return 1, y_train, y_test  # regression on 1-D values
     labels = np.concatenate([y for y in (y_train, y_test) if y is not None])
     if not _integral(labels) or labels.min() < 0:
@@ -413,7 +411,7 @@ def cmd_train(args):
     scaler = _scaler(Xtr, how)
 
     n_test = "no held-out" if Xte is None else f"{len(Xte)} held-out"
-    if not _classifier(args.output, args.loss):
+    if not is_classifier(args.output, args.loss):
         kind = f"{n_out} output" + ("s" if n_out > 1 else "")
     elif n_out == 1:
         kind = "2 classes (one sigmoid output)"
@@ -551,9 +549,30 @@ def cmd_predict(args):
 
 def cmd_bench(args):
     """``fastbp bench``; returns the exit status."""
-    from fastbp import bench
+    from fastbp.bench import driver
 
-    return bench.main(args)
+    return driver.main(args)
+
+
+def _parse(parser, argv):
+    """The parsed ``argv``. The command ``bench`` is looked up by the top-level
+    parser only; its options go to fastbp.bench's own parser (prog "fastbp bench"),
+    loaded for that command alone."""
+    # the top-level options (--help, --version) take no values: the first word that
+    # is not an option is the command
+    at = next((i for i, word in enumerate(argv) if not str(word).startswith("-")), None)
+    if at is None or argv[at] != "bench":
+        return parser.parse_args(argv)
+    parser.parse_args(argv[: at + 1])  # --help or --version before the command
+    from fastbp.bench import grid
+
+    bench = grid.build_parser(prog=f"{parser.prog} bench", parser_class=_Parser)
+    args, extra = bench.parse_known_args(argv[at + 1 :])
+    if extra:  # reported by the top-level parser, as argparse does for subcommands
+        parser.error(f"unrecognized arguments: {' '.join(extra)}")
+    # bench sets the threads of each run itself (--threads is its own option)
+    args.command, args.func, args.threads = "bench", cmd_bench, None
+    return args
 
 
 # -- entry point ---------------------------------------------------------------------
@@ -562,20 +581,13 @@ def cmd_bench(args):
 @contextlib.contextmanager
 def _threads(n):
     """Run with ``n`` Numba threads (None: leave as is), restoring the old count."""
-    if n is None:
-        yield
-        return
-    if n > numba.config.NUMBA_NUM_THREADS:
+    if n is not None and n > numba.config.NUMBA_NUM_THREADS:
         raise UsageError(
             f"argument --threads: at most {numba.config.NUMBA_NUM_THREADS} "
             f"threads are available, got {n}"
         )
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n)
-    try:
+    with numba_threads(n):
         yield
-    finally:
-        numba.set_num_threads(previous)
 
 
 def _error(message):
@@ -603,9 +615,9 @@ def main(argv=None):
         Exit status: 0 on success (and for ``--help``), 1 if training diverged
         or a dependency is missing, 2 for bad arguments or bad data.
     """
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     try:
-        args = parser.parse_args(argv)
+        args = _parse(build_parser(), argv)
     except UsageError as exc:
         _error(exc)
         return 2

@@ -1,6 +1,7 @@
 """fastbp bench: FLOP counting, the JSON it writes, skipped peers, the peers' math."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -9,8 +10,9 @@ import numpy as np
 import pytest
 
 import fastbp
-from fastbp import _bench_peers as peers
 from fastbp import bench, cli
+from fastbp.bench import driver, grid, machine, measure, peers, probes, report
+from fastbp.bench import workers as bench_workers
 
 RECORD_FIELDS = {
     "case",
@@ -107,8 +109,7 @@ def test_gemm_gflops_is_positive():
 def test_help_explains_every_option(capsys):
     status, out, _ = run(capsys, "--help")
     assert status == 0
-    sub = next(a for a in cli.build_parser()._actions if a.dest == "command")
-    actions = sub.choices["bench"]._actions
+    actions = grid.build_parser(prog="fastbp bench")._actions
     for action in actions:
         if action.option_strings and "--help" not in action.option_strings:
             assert action.option_strings[0] in out
@@ -194,7 +195,7 @@ def test_quick_json_worker_processes(capsys, tmp_path):
     assert "fastbp, 1 thread(s): S batch 1" in err  # the workers' progress
     for worker in result["workers"]:
         assert worker["status"] == "ok" and worker["seconds"] > 0
-        if hasattr(bench.os, "sched_getaffinity"):
+        if hasattr(os, "sched_getaffinity"):
             assert len(worker["cpus"]) == 1  # pinned to --threads CPUs
 
 
@@ -211,11 +212,11 @@ def test_table(capsys, keep_threads):
 
 
 def test_missing_peers_are_skipped_not_failures(capsys, monkeypatch, keep_threads):
-    real = bench._installed
+    real = driver._installed
     # torch counts as missing; jax counts as found, but its setup says it is not
     # usable (whether or not jax is really installed here, as in CI)
     monkeypatch.setattr(
-        bench, "_installed", lambda name: name == "jax" or (name != "torch" and real(name))
+        driver, "_installed", lambda name: name == "jax" or (name != "torch" and real(name))
     )
 
     def unavailable():
@@ -249,16 +250,16 @@ def test_worker_reports_a_missing_framework(monkeypatch):
         raise peers.Unavailable("no such library")
 
     monkeypatch.setattr(peers.Fann, "available", staticmethod(unavailable))
-    settings = bench._settings(bench.build_parser().parse_args(["--quick"]))
-    out = bench.run_framework("fann", 1, settings)
+    settings = grid._settings(grid.build_parser().parse_args(["--quick"]))
+    out = measure.run_framework("fann", 1, settings)
     assert out["status"] == "skipped" and out["reason"] == "no such library"
 
 
 def test_threads_capped_and_worker_environment(capsys):
-    args = bench.build_parser().parse_args(["--threads", "1", "4096"])
-    settings = bench._settings(args)
-    assert settings["thread_counts"] == sorted({1, min(4096, bench.os.cpu_count())})
-    env = bench._worker_env(2)
+    args = grid.build_parser().parse_args(["--threads", "1", "4096"])
+    settings = grid._settings(args)
+    assert settings["thread_counts"] == sorted({1, min(4096, os.cpu_count())})
+    env = bench_workers._worker_env(2)
     for var in (
         "NUMBA_NUM_THREADS",
         "OMP_NUM_THREADS",
@@ -267,7 +268,7 @@ def test_threads_capped_and_worker_environment(capsys):
     ):
         assert env[var] == "2"
     assert "intra_op_parallelism_threads=2" in env["XLA_FLAGS"]
-    assert "multi_thread_eigen=false" in bench._worker_env(1)["XLA_FLAGS"]
+    assert "multi_thread_eigen=false" in bench_workers._worker_env(1)["XLA_FLAGS"]
 
 
 def test_bad_arguments(capsys):
@@ -369,7 +370,7 @@ def test_python_m_bench_every_installed_peer():
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result["frameworks"]) == set(bench.FRAMEWORKS)
+    assert set(result["frameworks"]) == set(grid.FRAMEWORKS)
     for info in result["frameworks"].values():
         assert info["status"] in ("ok", "skipped")
     assert not [r for r in result["results"] if r["status"] == "error"]
@@ -416,11 +417,11 @@ class _FakeWorker:
             return {"record": None}
         if op == "epoch":
             if self.name == "jax" and self.threads == 2:
-                raise bench.WorkerFailed("died")
+                raise bench_workers.WorkerFailed("died")
             self.epochs += 1
             return {"seconds": 0.5}
         if op == "finish":
-            rec = bench._record(*self.grid, self.threads, self.name, status="ok", samples=8,
+            rec = measure._record(*self.grid, self.threads, self.name, status="ok", samples=8,
                                 samples_per_second=16.0, epoch_seconds=[0.5] * self.epochs,
                                 seconds_per_epoch=0.5, exact=True, shuffles=True)
             return {"record": rec}
@@ -436,12 +437,12 @@ def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
     round by round; a skipped framework gets no epochs, a failing worker an error
     record while the others go on."""
     _FakeWorker.log = []
-    monkeypatch.setattr(bench, "_Worker", _FakeWorker)
-    monkeypatch.setattr(bench, "TURN_PAUSE", 0.0)
-    monkeypatch.setattr(bench, "PROBE_PAUSE", 0.0)
-    settings = bench._settings(bench.build_parser().parse_args(
+    monkeypatch.setattr(bench_workers, "_Worker", _FakeWorker)
+    monkeypatch.setattr(bench_workers, "TURN_PAUSE", 0.0)
+    monkeypatch.setattr(bench_workers, "PROBE_PAUSE", 0.0)
+    settings = grid._settings(grid.build_parser().parse_args(
         ["--cases", "S", "--batch-sizes", "1", "16", "--repeats", "3"]))
-    out = bench._run_interleaved(["fastbp", "torch", "jax"], settings)
+    out = bench_workers._run_interleaved(["fastbp", "torch", "jax"], settings)
     workers = [("fastbp", 1), ("jax", 1), ("fastbp", 2), ("jax", 2)]
     for batch_index in range(2):
         ops = [entry for entry in _FakeWorker.log if entry[2] in ("setup", "epoch", "finish")]
@@ -473,8 +474,8 @@ def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
 
 def _report(records, case, flops, repeats):
     """format_report of fastbp's and jax's ``records`` of one case, 1 and 2 threads."""
-    return bench.format_report({
-        "machine": bench.machine_info(), "results": records, "wall_seconds": 1.0,
+    return report.format_report({
+        "machine": machine.machine_info(), "results": records, "wall_seconds": 1.0,
         "settings": {"lr": 0.01, "repeats": repeats, "gemm_size": 256, "in_process": False},
         "gemm_peak_gflops": {"1": 10.0, "2": 20.0},
         "cases": {case: {"flops_per_sample": flops}},
@@ -484,7 +485,7 @@ def _report(records, case, flops, repeats):
 def _timed_record(case, batch, framework, threads, seconds):
     """A worker's record of 100-sample epochs that took ``seconds``, one a round."""
     median = float(np.median(seconds))
-    return bench._record(case, batch, threads, framework, status="ok", samples=100,
+    return measure._record(case, batch, threads, framework, status="ok", samples=100,
                          epoch_seconds=seconds, seconds_per_epoch=median,
                          samples_per_second=100 / median, exact=True, shuffles=True)
 
@@ -499,7 +500,7 @@ def test_paired_ratios_compare_epochs_of_the_same_round():
 
     records = [rec("fastbp", 1, [1.0, 4.0, 1.0]), rec("jax", 1, [4.0, 2.0, 2.0]),
                rec("fastbp", 2, [0.5, 2.0, 0.8]), rec("jax", 2, [2.0, 1.0, 1.0])]
-    bench._derive(records, {1: 10.0, 2: 20.0}, paired=True)
+    report._derive(records, {1: 10.0, 2: 20.0}, paired=True)
     fast1, _, fast2, jax2 = records
     assert fast1["ratio_to_best_peer"] == pytest.approx(2.0)  # medians 1 s and 2 s
     # per-round samples/s ratios 4, 0.5, 2 -> median 2; fastbp faster in 2 rounds of 3
@@ -511,7 +512,7 @@ def test_paired_ratios_compare_epochs_of_the_same_round():
     assert "speedup_vs_1_thread" not in fast1
     assert "core_probes" not in fast2  # no core probes: no such fields
     unpaired = [rec("fastbp", 1, [1.0, 4.0, 1.0]), rec("jax", 1, [4.0, 2.0, 2.0])]
-    bench._derive(unpaired, {1: 10.0}, paired=False)  # in-process runs: no rounds
+    report._derive(unpaired, {1: 10.0}, paired=False)  # in-process runs: no rounds
     assert "paired_ratio_to_best_peer" not in unpaired[0]
     text = _report(records, "S", 10_112, 3)
     row = next(line for line in text.splitlines() if line.startswith("S     64-32-10"))
@@ -536,7 +537,7 @@ def test_core_probes_are_summed_up_beside_the_scaling():
     records = [rec("fastbp", 1, [1.0] * 4), rec("jax", 1, [2.0] * 4),
                rec("fastbp", 2, [0.5, 1.0, 0.6, 0.55], probes),
                rec("jax", 2, [1.0, 2.0, 1.25, 1.0], [[2.0, 2.0]] * 4)]
-    bench._derive(records, {1: 10.0, 2: 20.0}, paired=True)
+    report._derive(records, {1: 10.0, 2: 20.0}, paired=True)
     fast2, jax2 = records[2:]
     assert fast2["host_cores_median"] == pytest.approx(1.8)  # of 7 probes, None left out
     assert (fast2["probes_short_of_cores"], fast2["core_probes"]) == (2, 7)  # 1.0, 1.1
@@ -551,7 +552,7 @@ def test_core_probes_are_summed_up_beside_the_scaling():
 def test_core_probe_products_are_right():
     """The core probe times real products: each thread's Z[t] = A[t] W[t]^T (64 x 256
     by 256 x 64), the lone thread's Z[0] the same; and host_cores is a finite count."""
-    from fastbp.kernels import threads as kthreads
+    from fastbp.bench import probes as kthreads
 
     rows, inner = kthreads.PROBE_ROWS, kthreads.PROBE_INNER
     rng = np.random.default_rng(3)
@@ -566,7 +567,7 @@ def test_core_probe_products_are_right():
     kthreads.products_alone(A, W, Z, 1)
     np.testing.assert_allclose(Z[0].reshape(rows, rows), want[0], rtol=1e-5)
     assert not Z[1].any()
-    cores = bench.host_cores(1, repeats=1)
+    cores = probes.host_cores(1, repeats=1)
     assert np.isfinite(cores) and cores > 0
 
 
@@ -574,12 +575,12 @@ def test_last_multi_thread_epoch_gets_a_probe_after_it(monkeypatch):
     """A grid point whose last epoch ran on 2 threads probes once more after a pause,
     so that every 2-thread epoch has a probe on both sides."""
     _FakeWorker.log = []
-    monkeypatch.setattr(bench, "_Worker", _FakeWorker)
-    monkeypatch.setattr(bench, "TURN_PAUSE", 0.0)
-    monkeypatch.setattr(bench, "PROBE_PAUSE", 0.0)
-    settings = bench._settings(bench.build_parser().parse_args(
+    monkeypatch.setattr(bench_workers, "_Worker", _FakeWorker)
+    monkeypatch.setattr(bench_workers, "TURN_PAUSE", 0.0)
+    monkeypatch.setattr(bench_workers, "PROBE_PAUSE", 0.0)
+    settings = grid._settings(grid.build_parser().parse_args(
         ["--cases", "S", "--batch-sizes", "16", "--repeats", "1"]))
-    out = bench._run_interleaved(["fastbp"], settings)
+    out = bench_workers._run_interleaved(["fastbp"], settings)
     ops = [(n, t, op) for n, t, op in _FakeWorker.log if op in ("cores", "epoch")]
     assert ops == [("fastbp", 1, "epoch"), ("fastbp", 2, "cores"), ("fastbp", 2, "epoch"),
                    ("fastbp", 2, "cores")]

@@ -616,3 +616,21 @@ def test_console_script(tmp_path):
     )
     assert done.returncode == 2
     assert done.stderr.startswith("fastbp: error: argument --epochs")
+
+
+@pytest.mark.slow
+def test_train_and_evaluate_load_no_benchmark_lab_and_no_torch(tmp_path):
+    """The benchmark lab (fastbp.bench, which may import torch) is loaded for
+    ``fastbp bench`` only, never by the other commands."""
+    code = (
+        "import sys; from fastbp.cli import main;"
+        "assert main(['train', '--epochs', '1', '--hidden-sizes', '16', '--no-progress',"
+        " '--output-model', 'm.npz']) == 0;"
+        "assert main(['evaluate', 'm.npz']) == 0;"
+        "print('loaded:', sorted(m for m in sys.modules"
+        " if m == 'torch' or m.startswith(('torch.', 'fastbp.bench'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "loaded: []" in done.stdout

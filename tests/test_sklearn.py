@@ -31,6 +31,7 @@ from sklearn.utils._param_validation import InvalidParameterError  # noqa: E402
 from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 
 from fastbp import sklearn as fbsk  # noqa: E402
+from fastbp.bench import digits as bench_digits  # noqa: E402
 from fastbp.sklearn import MLPClassifier, MLPRegressor  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -386,14 +387,14 @@ def test_other_sklearn_errors():
 
 
 def test_compare_digits_runs_both_and_formats_a_table():
-    rows = fbsk.compare_digits(random_states=(0,), repeats=1, max_iter=2,
-                               dtypes=("float32",), hidden_layer_sizes=(16,),
-                               learning_rate_init=0.01)
+    rows = bench_digits.compare_digits(random_states=(0,), repeats=1, max_iter=2,
+                                       dtypes=("float32",), hidden_layer_sizes=(16,),
+                                       learning_rate_init=0.01)
     assert [(r["name"], r["dtype"]) for r in rows] == [("scikit-learn", "float32"),
                                                        ("fastbp", "float32")]
     for r in rows:
         assert r["n_iter"] == [2] and 0.5 < r["accuracy"][0] <= 1 and r["seconds"] > 0
-    table = fbsk.format_comparison(rows)
+    table = bench_digits.format_comparison(rows)
     assert table.count("\n") == 3 and "| fastbp | float32 |" in table
 
 

@@ -7,25 +7,24 @@ on the very same problems as baselines, side by side in the same run.
     L  784-1024-1024-10   relu    / softmax / cross_entropy  batch 256
 
 Every framework trains ``SAMPLES[case]`` samples per epoch from the same seeded
-data and initial weights (``fastbp._bench_peers.make_problem``), plain SGD, one
+data and initial weights (``fastbp.bench.peers.make_problem``), plain SGD, one
 shuffle per epoch: ``GridFit.time_fit_epoch`` and ``PeerFit.time_peer_epoch``
 with the same case and batch compare directly. Thread counts are the libraries'
 defaults (all cores); ``fastbp bench`` measures 1 and 2 threads in isolation.
 Each benchmark warms up (JIT compile) in setup.
 """
 
-from fastbp import bench
-from fastbp._bench_peers import PEERS, Unavailable, make_problem
+from fastbp.bench.grid import CASES, LR
+from fastbp.bench.peers import PEERS, Unavailable, make_problem
 
 # smaller than fastbp bench's epochs: asv repeats each timing several times, and
 # the slow peers at batch 1 must stay within a few seconds an epoch
 SAMPLES = {"S": 8192, "M": 1024, "L": 512}
-LR = bench.LR
-GRID = [f"{c.name}-{b}" for c in bench.CASES.values() for b in c.batch_sizes]
+GRID = [f"{c.name}-{b}" for c in CASES.values() for b in c.batch_sizes]
 
 
 def _problem(case, n=None):
-    c = bench.CASES[case]
+    c = CASES[case]
     return make_problem(c.sizes, c.hidden, c.output, c.loss, n or SAMPLES[case], LR)
 
 
@@ -44,7 +43,7 @@ class GridFit:
     def setup_cache(self):
         # built once and loaded by each benchmark process: peakmem_* then does not
         # count the data generation
-        return {case: _problem(case) for case in bench.CASES}
+        return {case: _problem(case) for case in CASES}
 
     def setup(self, problems, case_batch):
         case, self.batch = _split(case_batch)
@@ -63,7 +62,7 @@ class GridFit:
 class GridPredict:
     """fastbp.Model.predict on 4096 samples of each case."""
 
-    params = [list(bench.CASES)]
+    params = [list(CASES)]
     param_names = ["case"]
 
     def setup(self, case):
