@@ -379,11 +379,11 @@ def test_python_m_bench_every_installed_peer():
 def test_held_up_epochs_are_counted_and_noted(capsys, monkeypatch, keep_threads):
     """Epochs fit ran serially because the CPUs were busy are named in the report,
     not hidden in a slow median (here every epoch is made to look held up)."""
-    from fastbp import model as model_module
+    from fastbp import _threads as model_module
 
     if numba.config.NUMBA_NUM_THREADS < 2:
         pytest.skip("needs 2 numba threads")
-    monkeypatch.setattr(model_module, "_threads_held_up", lambda: True)
+    monkeypatch.setattr(model_module, "held_up", lambda: True)
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # S runs in parallel
     status, out, _ = run(capsys, "--quick", "--json", "--in-process", "--peers", "none",
                          "--threads", "2", "--repeats", "2")
