@@ -19,6 +19,15 @@ import numba
 import numpy as np
 
 from fastbp import _codes, datasets
+from fastbp._cli_data import (
+    UsageError,
+    apply_scaler,
+    fold_scaler,
+    make_scaler,
+    n_outputs,
+    read_data,
+    training_data,
+)
 from fastbp._codes import is_classifier
 from fastbp._threads import numba_threads
 from fastbp._version import __version__
@@ -58,10 +67,6 @@ OPTIMIZER = list(_codes.OPTIMIZER)
 DTYPES = list(_codes.DTYPES)
 SCALE = ["auto", "none", "minmax", "standard"]
 DEFAULT_MODEL_PATH = "fastbp-model.npz"
-
-
-class UsageError(Exception):
-    """Bad command-line arguments (reported in one line, exit status 2)."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -275,121 +280,6 @@ def build_parser():
 # -- data ----------------------------------------------------------------------------
 
 
-def _read(path, labels_path, label_column, want_labels=True, labels_flag="--labels"):
-    """(X, y) from a user file; y is None when ``want_labels`` is False."""
-    fmt = datasets.data_format(path)
-    if fmt != "idx" and labels_path is not None:
-        raise UsageError(f"{labels_flag} is only for IDX data files, got {path}")
-    if fmt == "idx":
-        if want_labels and labels_path is None:
-            raise UsageError(
-                f"IDX data {path} needs its labels file: {labels_flag} PATH"
-            )
-        return datasets.load_idx(path, labels_path if want_labels else None)
-    if fmt == "npz":
-        return datasets.load_npz(path, y_key="y" if want_labels else None)
-    return datasets.load_csv(path, label_column=label_column if want_labels else None)
-
-
-def _training_data(args):
-    """(name, X_train, y_train, X_test, y_test); the test part may be None."""
-    if args.test_data is not None and args.test_fraction is not None:
-        raise UsageError("give --test-data or --test-fraction, not both")
-    if args.test_data is None and args.test_labels is not None:
-        raise UsageError("--test-labels needs --test-data")
-    fraction = 0.2 if args.test_fraction is None else args.test_fraction
-    if args.data is None:
-        if args.labels is not None or args.test_data is not None:
-            raise UsageError("--labels and --test-data need --data")
-        if fraction == 0:
-            raise UsageError("--test-fraction 0 needs --data (the digits are split)")
-        Xtr, ytr, Xte, yte = datasets.load_digits(fraction, args.split_seed)
-        return "digits (scikit-learn's bundled 8x8 images)", Xtr, ytr, Xte, yte
-    X, y = _read(args.data, args.labels, args.label_column)
-    if args.test_data is not None:
-        Xte, yte = _read(
-            args.test_data,
-            args.test_labels,
-            args.label_column,
-            labels_flag="--test-labels",
-        )
-        return args.data, X, y, Xte, yte
-    if fraction == 0:
-        return args.data, X, y, None, None
-    stratify = y.ndim == 1 and is_classifier(args.output, args.loss) and _integral(y)
-    Xtr, ytr, Xte, yte = datasets.train_test_split(
-        X, y, fraction, args.split_seed, stratify=stratify
-    )
-    return args.data, Xtr, ytr, Xte, yte
-
-
-def _integral(y):
-    y = np.asarray(y)
-    if y.dtype.kind in "biu":
-        return True
-    return y.dtype.kind == "f" and bool(
-        np.all(np.isfinite(y)) and np.all(y == np.round(y))
-    )
-
-
-def _n_outputs(args, y_train, y_test):
-    """Number of outputs and the targets (1-D int64 labels for classifiers)."""
-    if y_train.ndim == 2:  # the Model checks that held-out targets match
-        return y_train.shape[1], y_train, y_test
-    if not is_classifier(args.output, args.loss):
-        return 1, y_train, y_test  # regression on 1-D values
-    labels = np.concatenate([y for y in (y_train, y_test) if y is not None])
-    if not _integral(labels) or labels.min() < 0:
-        raise ValueError(
-            f"--output {args.output} with --loss {args.loss} needs integer class "
-            f"labels 0..K-1, found values from {labels.min()} to {labels.max()}"
-            + ("" if _integral(labels) else " that are not all integers")
-        )
-    n_classes = int(labels.max()) + 1
-    as_int = [None if y is None else y.astype(np.int64) for y in (y_train, y_test)]
-    if args.output == "sigmoid" and n_classes <= 2:
-        return 1, *as_int  # binary: one sigmoid unit, labels 0/1 as targets
-    if n_classes < 2:
-        raise ValueError(
-            f"--output {args.output} needs at least 2 classes, the labels are all 0"
-        )
-    return n_classes, *as_int
-
-
-def _scaler(X, how):
-    """(shift, scale) in float64 so that (X - shift) / scale is scaled, or None."""
-    if how == "none":
-        return None
-    X = np.asarray(X, dtype=np.float64)
-    if how == "minmax":
-        shift, scale = X.min(axis=0), X.max(axis=0) - X.min(axis=0)
-    else:
-        shift, scale = X.mean(axis=0), X.std(axis=0)
-    scale[scale == 0] = 1.0  # a constant feature is only shifted
-    return shift, scale
-
-
-def _apply(X, scaler):
-    if scaler is None or X is None:
-        return X
-    shift, scale = scaler
-    return (np.asarray(X, dtype=np.float64) - shift) / scale
-
-
-def _fold(model, scaler):
-    """Make the first layer take unscaled inputs: W x' + b with x' = (x - m) / s
-    is (W / s) x + (b - (W / s) m)."""
-    if scaler is None:
-        return
-    shift, scale = scaler
-    W = model.weights[0].astype(np.float64) / scale
-    model.biases[0][...] = model.biases[0].astype(np.float64) - W @ shift
-    model.weights[0][...] = W
-
-
-# -- commands ------------------------------------------------------------------------
-
-
 def cmd_train(args):
     """``fastbp train``; returns the exit status."""
     from fastbp import Model
@@ -403,12 +293,12 @@ def cmd_train(args):
         from fastbp._plot import check_plot_path
 
         check_plot_path(args.plot)
-    name, Xtr, ytr, Xte, yte = _training_data(args)
-    n_out, ytr, yte = _n_outputs(args, ytr, yte)
+    name, Xtr, ytr, Xte, yte = training_data(args)
+    n_out, ytr, yte = n_outputs(args, ytr, yte)
     how = args.scale
     if how == "auto":
         how = RECIPE["digits_scale"] if args.data is None else "none"
-    scaler = _scaler(Xtr, how)
+    scaler = make_scaler(Xtr, how)
 
     n_test = "no held-out" if Xte is None else f"{len(Xte)} held-out"
     if not is_classifier(args.output, args.loss):
@@ -441,9 +331,9 @@ def cmd_train(args):
         + f", lr {lr}, weight decay {args.weight_decay}, seed {args.seed}, "
         f"{numba.get_num_threads()} threads"
     )
-    validation = None if Xte is None else (_apply(Xte, scaler), yte)
+    validation = None if Xte is None else (apply_scaler(Xte, scaler), yte)
     history = model.fit(
-        _apply(Xtr, scaler),
+        apply_scaler(Xtr, scaler),
         ytr,
         epochs=args.epochs,
         batch_size=args.batch_size,
@@ -458,7 +348,7 @@ def cmd_train(args):
         f"kernels ready in {history.setup_seconds:.2f} s before the first epoch (JIT "
         "compile on a first run, a cache load after; not counted in samples/s)"
     )
-    _fold(model, scaler)
+    fold_scaler(model, scaler)
     if Xte is None:
         result, where = model.evaluate(Xtr, ytr), f"training ({len(Xtr)} samples)"
     else:
@@ -506,7 +396,7 @@ def cmd_evaluate(args):
         _, _, X, y = datasets.load_digits(args.test_fraction, args.split_seed)
         where = f"digits held-out split ({len(X)} samples)"
     else:
-        X, y = _read(args.data, args.labels, args.label_column)
+        X, y = read_data(args.data, args.labels, args.label_column)
         where = f"{args.data} ({len(X)} samples)"
     result = model.evaluate(X, y)
     print(f"model: {args.model}: {model}")
@@ -523,7 +413,7 @@ def cmd_predict(args):
     if args.output is not None and not args.output.lower().endswith((".csv", ".npy")):
         raise UsageError(f"--output must end in .csv or .npy, got {args.output}")
     model = Model.load(args.model)
-    X, _ = _read(args.data, args.labels, args.label_column, want_labels=False)
+    X, _ = read_data(args.data, args.labels, args.label_column, want_labels=False)
     n_in = model.sizes[0]
     if datasets.data_format(args.data) == "csv" and X.shape[1] == n_in + 1:
         X = np.delete(X, args.label_column % X.shape[1], axis=1)  # a labelled file
