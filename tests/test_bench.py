@@ -459,7 +459,7 @@ def test_timed_epochs_take_turns_across_frameworks_and_threads(monkeypatch):
     # and, at the next turn, after it (not after the failed one of jax): per grid
     # point 4 before, 3 after
     log = _FakeWorker.log
-    for i, (name, threads, op) in enumerate(log):
+    for i, (_name, threads, op) in enumerate(log):
         if op == "epoch" and threads == 2:
             assert log[i - 1] == ("fastbp", 2, "cores")
     assert sum(op == "cores" for *_, op in log) == 2 * (4 + 3)

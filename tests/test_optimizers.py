@@ -24,7 +24,7 @@ def test_sgd_update_follows_torch_rule(case, dtype):
     p = rng.normal(size=50).astype(dtype)
     buf = np.zeros_like(p)
     expected_p, expected_buf = p.astype(np.float64), None
-    for step in range(4):
+    for _step in range(4):
         grad_sum = rng.normal(size=50).astype(dtype)  # a sum over a batch of 3
         sgd_update(p, grad_sum, 3, buf, 0.1, case["momentum"], case["nesterov"],
                    case["weight_decay"])
