@@ -17,9 +17,8 @@ from fastbp import _codes, datasets
 from fastbp import _validation as v
 from fastbp import callbacks as fcallbacks
 from fastbp._version import __version__
+from fastbp.kernels import batch as kbatch
 from fastbp.kernels import forward as kforward
-from fastbp.kernels import gemm as kgemm
-from fastbp.kernels import threads as kthreads
 from fastbp.kernels import train as ktrain
 from fastbp.kernels.layout import BOFF, UNIT, WOFF, make_layout, row_width
 
@@ -276,7 +275,7 @@ class Model:
         return Xc, T
 
     def _gemm_buffers(self, rows):
-        """Layer-major scratch for ``rows`` samples (see kernels/gemm.py)."""
+        """Layer-major scratch for ``rows`` samples (see kernels/batch.py)."""
         width = row_width(self._layout)
         zs, deltas = (_line_aligned_zeros(rows * width, self.dtype) for _ in range(2))
         return self._activations(rows, width), zs, deltas, np.zeros(rows, dtype=np.float64)
@@ -327,9 +326,9 @@ class Model:
         chunk_grads = (_line_aligned_zeros(self.params.size, self.dtype) if want_grads
                        else grads[:0])
         parallel = self._parallel(rows)
-        total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
-                                   want_grads, parallel, self._parts(parallel),
-                                   *self._gemm_buffers(rows), chunk_grads, out, grads)
+        total = kbatch.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
+                                    want_grads, parallel, self._parts(parallel),
+                                    *self._gemm_buffers(rows), chunk_grads, out, grads)
         return total, out, grads
 
     # -- inference --------------------------------------------------------------
@@ -581,7 +580,7 @@ class Model:
         # first epoch's samples/s is not the JIT's; its cost is kept, not hidden.
         start = time.perf_counter()
         if parallel:
-            kthreads.region_probe(np.zeros(2))  # loaded too, outside the timing
+            ktrain.region_probe(np.zeros(2))  # loaded too, outside the timing
         epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes, hyper,
                      self._step, Xc, T, np.arange(0), weights, batch_size, parallel,
                      self._parts(parallel), *buffers)
@@ -698,7 +697,7 @@ class Model:
             loss = np.zeros(1)  # one sample's loss
             return ktrain.train_epoch_online, (A, Z, D, loss)
         rows = min(batch_size, n)
-        return kgemm.train_epoch_gemm, (*self._gemm_buffers(rows),
+        return ktrain.train_epoch_gemm, (*self._gemm_buffers(rows),
                                         _line_aligned_zeros(self.params.size, self.dtype))
 
     # -- persistence --------------------------------------------------------------
@@ -841,7 +840,7 @@ def _threads_held_up():
     out = np.zeros(2)
     for _ in range(_PROBES):
         start = time.perf_counter()
-        kthreads.region_probe(out)
+        ktrain.region_probe(out)
         if time.perf_counter() - start > _HELD_UP_SECONDS:
             return True
     return False
