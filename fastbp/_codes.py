@@ -2,11 +2,37 @@
 
 Kernels never see strings: the API translates names once, here, and passes a tiny
 int64 ``codes`` array ``[hidden, output, loss]``.
+
+The numbers themselves (and the slots of the settings array ``hyper``) are
+written once, in :mod:`fastbp.kernels.codes`.
 """
 
-SIGMOID, TANH, RELU, LEAKY_RELU, LINEAR, SOFTMAX = 0, 1, 2, 3, 4, 5
-MSE, CROSS_ENTROPY = 0, 1
-SGD, ADAM = 0, 1
+from fastbp.kernels.codes import (  # noqa: F401  (re-exported: fastbp._codes.H_LR, ...)
+    ADAM,
+    CROSS_ENTROPY,
+    EPS_SKLEARN,
+    EPS_TORCH,
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_EPS_MODE,
+    H_L2,
+    H_LR,
+    H_MOMENTUM,
+    H_NESTEROV,
+    H_OPT,
+    H_WD,
+    LEAKY_RELU,
+    LEAKY_SLOPE,
+    LINEAR,
+    MSE,
+    N_HYPER,
+    RELU,
+    SGD,
+    SIGMOID,
+    SOFTMAX,
+    TANH,
+)
 
 HIDDEN = {
     "sigmoid": SIGMOID,
@@ -24,16 +50,8 @@ DTYPES = ("float32", "float64")
 # Outputs that cross_entropy fits: for both, delta^L = a^L - t.
 CROSS_ENTROPY_OUTPUTS = ("softmax", "sigmoid")
 
-LEAKY_SLOPE = 0.01
-
-# Indices into the float64 ``hyper`` array handed to the training kernels.
-# H_L2 is scikit-learn's alpha: an L2 penalty on the weights only (not biases), divided
-# by each batch's total sample weight; H_WD is torch's weight_decay on every parameter.
-# H_EPS_MODE: 0 adds Adam's eps to the bias-corrected sqrt(v) (torch), 1 to sqrt(v)
-# before the correction (scikit-learn; see kernels/update.py).
-H_OPT, H_LR, H_MOMENTUM, H_NESTEROV, H_WD, H_BETA1, H_BETA2, H_EPS, H_L2, H_EPS_MODE = range(10)
-N_HYPER = 10
-ADAM_EPS_MODES = {"torch": 0, "sklearn": 1}
+# Where Adam adds eps (hyper[H_EPS_MODE]; the slots: see fastbp.kernels.codes).
+ADAM_EPS_MODES = {"torch": EPS_TORCH, "sklearn": EPS_SKLEARN}
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults
 ADAM_EPS = 1e-8
 

@@ -7,7 +7,7 @@ import time
 import numba
 import numpy as np
 
-from fastbp.kernels import threads as ktrain  # region_probe
+from fastbp.kernels import train as ktrain
 
 
 @contextlib.contextmanager

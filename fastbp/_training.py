@@ -15,8 +15,6 @@ import numpy as np
 from fastbp import _buffers, _threads, datasets
 from fastbp import _validation as v
 from fastbp._codes import H_LR
-from fastbp.kernels import gemm as kgemm
-from fastbp.kernels import threads as kthreads
 from fastbp.kernels import train as ktrain
 
 # Last spawn-key entry of the generator that draws ``validation_split`` (a child
@@ -153,7 +151,7 @@ def _epoch_kernel(model, batch_size, n):
         return ktrain.train_epoch_online, _buffers.online_scratch(model._layout, model.dtype)
     rows = min(batch_size, n)
     scratch = _buffers.batch_scratch(model.params, model._layout, rows, model.dtype)
-    return kgemm.train_epoch_gemm, (*scratch,
+    return ktrain.train_epoch_gemm, (*scratch,
                                      _buffers.line_aligned_zeros(model.params.size,
                                                                  model.dtype))
 
@@ -187,7 +185,7 @@ class _Loop:
         first epoch's samples/s is not the JIT's; returns its seconds."""
         start = time.perf_counter()
         if self.parallel:
-            kthreads.region_probe(np.zeros(2))  # loaded too, outside the timing
+            ktrain.region_probe(np.zeros(2))  # loaded too, outside the timing
         self.run(self.model._optimizer.step, np.arange(0), self.parallel)
         return time.perf_counter() - start
 

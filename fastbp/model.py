@@ -15,7 +15,7 @@ from fastbp import callbacks as fcallbacks
 from fastbp import schedules as fschedules
 from fastbp._training import History, TrainingDivergedError
 from fastbp.kernels import forward as kforward
-from fastbp.kernels import gemm as kgemm
+from fastbp.kernels import batch as kbatch
 from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
 
 __all__ = ["History", "Model", "TrainingDivergedError"]
@@ -185,7 +185,7 @@ class Model:
                        else grads[:0])
         parallel = _threads.parallel(rows, self.sizes)
         scratch = _buffers.batch_scratch(self.params, self._layout, rows, self.dtype)
-        total = kgemm.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
+        total = kbatch.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
                                    want_grads, parallel, _threads.parts(parallel),
                                    *scratch, chunk_grads, out, grads)
         return total, out, grads

@@ -10,7 +10,8 @@ math stays float32.
 
 import numpy as np
 
-from fastbp._codes import (
+from fastbp.kernels._jit import jit_serial
+from fastbp.kernels.codes import (
     CROSS_ENTROPY,
     LEAKY_RELU,
     LEAKY_SLOPE,
@@ -19,7 +20,6 @@ from fastbp._codes import (
     SOFTMAX,
     TANH,
 )
-from fastbp.kernels._jit import jit_serial
 
 
 @jit_serial

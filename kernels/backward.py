@@ -1,12 +1,24 @@
 """The per-sample backward pass: the delta recursion of one sample with the
 optimizer update fused into it (online training, batch size 1). Batches go
-through :mod:`fastbp.kernels.gemm`.
+through :mod:`fastbp.kernels.batch`.
 
 Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
 """
 
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import scale_by_derivative
+from fastbp.kernels.codes import (
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_EPS_MODE,
+    H_LR,
+    H_MOMENTUM,
+    H_NESTEROV,
+    H_OPT,
+    H_WD,
+    SGD,
+)
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.update import (
     adam_constants,
@@ -36,7 +48,7 @@ def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, wd_
     (1-based). Same rules as ``sgd_update``/``adam_update`` with count 1; with
     weight decay 0 the term wd w adds an exact zero. ``wd_weights`` is the decay
     of the weights: weight_decay plus the L2 penalty divided by the sample's
-    weight (see kernels/train.py); biases decay by weight_decay only.
+    weight (see train.train_epoch_online); biases decay by weight_decay only.
 
     Loops index one 2-D view per layer and per buffer actually used: a slice or
     a call per ROW costs ~10-20 ns of reference counting, a reshape ~25 ns, more
@@ -45,17 +57,18 @@ def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, wd_
     """
     n_layers = layout.shape[1] - 1
     dt = params.dtype.type
-    adam = int(hyper[0]) != 0
-    lr, momentum, wd, wd_w = dt(hyper[1]), dt(hyper[2]), dt(hyper[4]), dt(wd_weights)
-    nesterov = hyper[3] != 0.0
-    keep, scale = momentum_factors(hyper[2], nesterov)
+    adam = int(hyper[H_OPT]) != SGD
+    lr, momentum = dt(hyper[H_LR]), dt(hyper[H_MOMENTUM])
+    wd, wd_w = dt(hyper[H_WD]), dt(wd_weights)
+    nesterov = hyper[H_NESTEROV] != 0.0
+    keep, scale = momentum_factors(hyper[H_MOMENTUM], nesterov)
     g_keep, b_scale = dt(keep), dt(scale)
-    beta2, eps = dt(hyper[6]), dt(hyper[7])
+    beta2, eps = dt(hyper[H_BETA2]), dt(hyper[H_EPS])
     step_size = one_m_b1 = one_m_b2 = inv_bc2 = dt(0.0)
     if adam:  # two powers per step: not worth paying for SGD
-        c1, c2, c3, c4 = adam_constants(hyper[1], hyper[5], hyper[6], step)
+        c1, c2, c3, c4 = adam_constants(hyper[H_LR], hyper[H_BETA1], hyper[H_BETA2], step)
         step_size, one_m_b1, one_m_b2, inv_bc2 = dt(c1), dt(c2), dt(c3), dt(1.0 / c4)
-        eps = dt(adam_eps(hyper[7], c4, hyper[9]))
+        eps = dt(adam_eps(hyper[H_EPS], c4, hyper[H_EPS_MODE]))
     for l in range(n_layers, 0, -1):
         n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
         a_prev, z_prev, delta_prev = _layer_slices(layout, a, z, delta, l - 1)

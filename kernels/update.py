@@ -4,15 +4,28 @@ The rules are those of ``torch.optim.SGD`` (dampening 0) and ``torch.optim.Adam`
 (L2 weight decay added to the gradient, not AdamW). ``grads`` holds gradient
 SUMS over a batch; dividing by ``count`` (the batch size) happens in the same
 pass. Each rule is written once for a block of elements (``sgd_block``,
-``adam_block``): ``sgd_update``/``adam_update`` run it over the whole vector, the
-GEMM kernels over the rows each parallel part owns (see kernels/gemm.py).
+``adam_block``): ``sgd_update``/``adam_update`` run it over the whole vector,
+``update_range`` (the one place that picks the rule from ``hyper[H_OPT]``) over
+the rows each part of a mini-batch owns (see kernels/batch.py).
 
 The per-element scalar rules (``sgd_scalar``, ``adam_scalar``) take and return
 numbers only: a helper that takes an array costs reference counting per call.
 """
 
 import numpy as np
+
 from fastbp.kernels._jit import jit_serial
+from fastbp.kernels.codes import (
+    H_BETA1,
+    H_BETA2,
+    H_EPS,
+    H_EPS_MODE,
+    H_LR,
+    H_MOMENTUM,
+    H_NESTEROV,
+    H_OPT,
+    SGD,
+)
 
 
 @jit_serial
@@ -114,3 +127,24 @@ def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps
     """params <- Adam step ``step`` (1-based) with gradient grads / count."""
     adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode, 0,
                params.shape[0])
+
+
+@jit_serial
+def plain_sgd(hyper):
+    """Whether ``hyper`` asks for SGD without momentum: the rule without state,
+    which the mini-batch step fuses into the gradient product (tiles.sgd_step_tn)."""
+    return int(hyper[H_OPT]) == SGD and hyper[H_MOMENTUM] == 0.0
+
+
+@jit_serial
+def update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
+    """The optimizer step of ``hyper`` on params[k0:k1] with gradient grads / count,
+    weight decay ``decay`` (the caller's: weight_decay, plus the L2 penalty for
+    weights), Adam step ``step``; ``buf1`` is the momentum buffer or Adam's first
+    moment, ``buf2`` Adam's second."""
+    if int(hyper[H_OPT]) == SGD:
+        sgd_block(params, grads, count, buf1, hyper[H_LR], hyper[H_MOMENTUM],
+                  hyper[H_NESTEROV] != 0.0, decay, k0, k1)
+    else:
+        adam_block(params, grads, count, buf1, buf2, step, hyper[H_LR], hyper[H_BETA1],
+                   hyper[H_BETA2], hyper[H_EPS], decay, hyper[H_EPS_MODE], k0, k1)

@@ -552,19 +552,19 @@ def test_core_probes_are_summed_up_beside_the_scaling():
 def test_core_probe_products_are_right():
     """The core probe times real products: each thread's Z[t] = A[t] W[t]^T (64 x 256
     by 256 x 64), the lone thread's Z[0] the same; and host_cores is a finite count."""
-    from fastbp.bench import probes as kthreads
+    from fastbp.bench import probes
 
-    rows, inner = kthreads.PROBE_ROWS, kthreads.PROBE_INNER
+    rows, inner = probes.PROBE_ROWS, probes.PROBE_INNER
     rng = np.random.default_rng(3)
     A = rng.random((2, rows * inner), dtype=np.float32)
     W = rng.random((2, rows * inner), dtype=np.float32)
     want = [A[t].reshape(rows, inner) @ W[t].reshape(rows, inner).T for t in range(2)]
     Z = np.zeros((2, rows * rows), np.float32)
-    kthreads.products_on_each(A, W, Z, 2)
+    probes.products_on_each(A, W, Z, 2)
     for t in range(2):
         np.testing.assert_allclose(Z[t].reshape(rows, rows), want[t], rtol=1e-5)
     Z[:] = 0
-    kthreads.products_alone(A, W, Z, 1)
+    probes.products_alone(A, W, Z, 1)
     np.testing.assert_allclose(Z[0].reshape(rows, rows), want[0], rtol=1e-5)
     assert not Z[1].any()
     cores = probes.host_cores(1, repeats=1)

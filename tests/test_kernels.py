@@ -241,7 +241,7 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     """When other processes hold the cores (probed before each epoch), fit runs
     the epoch's serial kernels: a warning, History.held_up_epochs, same bits."""
     from fastbp import _threads as model_module
-    from fastbp.kernels.threads import region_probe
+    from fastbp.kernels.train import region_probe
 
     out = np.zeros(5)
     region_probe(out)
@@ -291,7 +291,7 @@ def test_rebalance_moves_shares_toward_measured_speed():
     """The parallel epoch's cuts move halfway toward each thread's measured speed
     (share / cycles), keep a floor of 1 / (4 parts), and stay put without cycle
     counts (a target with no counter reads 0)."""
-    from fastbp.kernels.gemm import _rebalance
+    from fastbp.kernels.train import _rebalance
 
     cuts = np.array([0.0, 0.5, 1.0])
     _rebalance(cuts, np.array([7, 100, 300]), 1, 2)  # thread 1 took 3x as long

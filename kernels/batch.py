@@ -1,10 +1,12 @@
-"""Mini-batch training with layer-wise matrix products (the register-tile kernels
-of :mod:`fastbp.kernels.tiles`: Z = A W^T, D' = D W, dW = D^T A).
+"""Mini-batch stages: one batch's forward, loss, delta recursion, gradient and
+update, from the register-tile products of :mod:`fastbp.kernels.tiles`
+(Z = A W^T, D' = D W, dW = D^T A); and ``dataset_pass`` (outputs, loss and
+gradient of a whole data set). Epochs: :mod:`fastbp.kernels.train`.
 
 Batch matrices are stored layer-major: the activations of layer l for the
 batch are one C-contiguous (B, n_l) block at ``B * layout[UNIT, l]`` of a flat
 buffer (likewise z and delta), so each product reads and writes whole
-contiguous blocks.
+contiguous blocks. ``rows`` is the number of samples the buffers hold.
 
 A batch is two steps, each split into ``parts`` parts:
 
@@ -18,25 +20,23 @@ A batch is two steps, each split into ``parts`` parts:
 
 Every element of a product comes out of one tile with a fixed order of
 operations (see kernels/tiles.py), so how the rows are split into parts does
-not change a bit; the serial kernels run the parts in a loop and the parallel
-ones on threads: the parameters are bit-identical with 1 or 2 threads. A
-parallel epoch is one parallel region for all its batches, its threads meeting
-at shared counters between the phases of a batch (see _epoch_parallel); a
-region costs ~3 us to start and end, a meeting a cache line between the cores.
-``batch_step`` (gradients of a data set) still runs a region per phase.
+not change a bit; the serial step functions run the parts in a loop, the
+``_par`` ones in a parallel region per step (``batch_step``), and
+train._epoch_parallel as tasks of one region per epoch: the parameters are
+bit-identical with 1 or 2 threads. ``cuts`` (empty: equal parts) places the
+part boundaries (see _bounds).
 """
 
 import numpy as np
 from numba import prange, uint64
 
 from fastbp.kernels._jit import jit_parallel, jit_serial
-from fastbp._codes import N_HYPER, SOFTMAX
 from fastbp.kernels.activations import activate, losses_and_deltas, scale_by_derivative
+from fastbp.kernels.codes import H_L2, H_LR, H_WD, N_HYPER, SOFTMAX
+from fastbp.kernels.intrinsics import prefetch
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
-from fastbp.kernels.prefetch import prefetch
-from fastbp.kernels.threads import claim, cycles, fetch_add, load_acquire, spin_pause
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
-from fastbp.kernels.update import adam_block, sgd_block
+from fastbp.kernels.update import plain_sgd, update_range
 
 
 # How far ahead the gather asks for rows of X: at least PREFETCH_ROWS rows and
@@ -89,7 +89,7 @@ def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts):
             prefetch(X, order[first + s], j)
     for s in range(s0, s1):  # element loops, no row views: misses overlap better
         # Shuffled rows miss the caches: ask for the row ``distance`` samples ahead
-        # while this one is copied (see kernels/prefetch.py).
+        # while this one is copied (see kernels/intrinsics.py).
         if s + distance < s1:
             for j in range(0, A0.shape[1], line):
                 prefetch(X, order[first + s + distance], j)
@@ -223,9 +223,9 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     """Part c of the rows of W^l, task = c * L + (l - 1): dW = D^T A_prev and db =
     column sums of D (sums over the batch), then, with ``update``, the optimizer
     step of those weights and biases with gradient sum / count (``count``: the
-    batch's total sample weight). The L2 penalty (hyper[8]) adds l2 W / count
+    batch's total sample weight). The L2 penalty (hyper[H_L2]) adds l2 W / count
     to the weights' gradient, folded into their decay; biases get weight_decay
-    only.
+    (hyper[H_WD]) only.
 
     Tasks run part-major so that prange's contiguous split hands each thread
     the same part of every layer: layer-major put all of the big first layer on
@@ -236,13 +236,13 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     r0, r1 = _bounds(task // n_layers, n_out, parts, cuts)
     D = _layer(deltas, layout, rows, l, n)
     w_off, b_off = layout[WOFF, l], layout[BOFF, l]
-    decay = hyper[4] + hyper[8] / count
+    decay = hyper[H_WD] + hyper[H_L2] / count
     # Plain SGD steps the weights inside the gradient product (the same bits, the
     # gradient never stored); other optimizers keep state per weight and step below.
-    fused = update and int(hyper[0]) == 0 and hyper[2] == 0.0
+    fused = update and plain_sgd(hyper)
     if fused:
         sgd_step_tn(deltas, rows * layout[UNIT, l], n_out, r0, r1, acts,
-                    rows * layout[UNIT, l - 1], n, n_in, params, w_off, hyper[1], count, decay)
+                    rows * layout[UNIT, l - 1], n, n_in, params, w_off, hyper[H_LR], count, decay)
     else:
         matmul_tn(deltas, rows * layout[UNIT, l], n_out, r0, r1, acts,
                   rows * layout[UNIT, l - 1], n, n_in, grads, w_off)
@@ -258,23 +258,11 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     if not update:
         return
     if not fused:
-        _update_range(params, grads, count, buf1, buf2, hyper, step, decay, w_off + r0 * n_in,
-                      w_off + r1 * n_in)
+        update_range(params, grads, count, buf1, buf2, hyper, step, decay, w_off + r0 * n_in,
+                     w_off + r1 * n_in)
     if b_off >= 0:
-        _update_range(params, grads, count, buf1, buf2, hyper, step, hyper[4], b_off + r0,
-                      b_off + r1)
-
-
-@jit_serial
-def _update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
-    """The optimizer step of ``hyper`` on params[k0:k1], gradient grads / count,
-    weight decay ``decay``."""
-    if int(hyper[0]) == 0:
-        sgd_block(params, grads, count, buf1, hyper[1], hyper[2], hyper[3] != 0.0, decay, k0,
-                  k1)
-    else:
-        adam_block(params, grads, count, buf1, buf2, step, hyper[1], hyper[5], hyper[6],
-                   hyper[7], decay, hyper[9], k0, k1)
+        update_range(params, grads, count, buf1, buf2, hyper, step, hyper[H_WD], b_off + r0,
+                     b_off + r1)
 
 
 @jit_serial
@@ -317,149 +305,6 @@ def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts
                    buf2, hyper, step, update, count, equal)
 
 
-# The parallel epoch: ONE parallel region for all its batches. Each batch is four
-# phases (below), each a set of tasks and then a wait until every task of the phase
-# is done. A phase boundary costs a cache line passed between the cores (~0.1-1 us)
-# where a parallel region per phase cost ~3 us to start and end (measured with
-# the cycle counter on 784-256-128-10 at batch 32, 2 threads: ~13 us of a ~240 us
-# batch). Each task has an owner, the thread that runs part c = the owner's index,
-# so that part c's rows of W^1 stay in one core's cache (as with prange's static
-# split); a thread first claims all its own tasks, runs them, then claims any task
-# still unclaimed -- one whose owner has not reached the phase. So no thread waits
-# for a task nobody will take, however many threads the region really gets, and,
-# as each task owns what it writes, the bits do not depend on who ran it.
-# The parts are not fixed halves: each batch's cuts follow the cycles each part
-# took in the batch before (_rebalance), so a core slowed by another process or by
-# the host does not hold the other back at every meeting (measured on L, one core
-# 30-50% busy with another process: +20-25% samples/s). Any cut gives the same bits.
-GATHER, FIRST, SAMPLES, ROWS = 0, 1, 2, 3
-
-
-@jit_serial
-def _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n, rows, acts,
-          zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total, cuts):
-    """Task c of a batch's ``phase`` (see _epoch_parallel)."""
-    if phase == GATHER:
-        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
-    elif phase == FIRST:
-        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
-    elif phase == SAMPLES:
-        _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, True, True, 2 if layout.shape[1] > 2 else 1,
-                      cuts)
-    elif c < (layout.shape[1] - 1) * parts:
-        _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2, hyper,
-                   step, count > 0.0, count, cuts)
-    else:  # the last ROWS task: the batch's losses into the epoch's sum, in sample order
-        for s in range(n):
-            total[0] += losses[s]
-
-
-@jit_serial
-def _owner(phase, c, parts, n_layers):
-    """The thread that should run task c of ``phase``: its part's."""
-    if phase == ROWS:
-        return min(c // n_layers, parts - 1)  # part-major tasks; the loss sum: the last
-    return c
-
-
-@jit_serial
-def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, params, layout, codes, X, T,
-           order, weights, first, n, rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper,
-           step, count, total, cuts):
-    """Thread ``me``'s share of ``phase``: claim (sync[flags + c] = me + 1) and run its
-    own tasks, then any unclaimed one; then wait until sync[done] counts n_tasks.
-    The cycles each task took are added to its part's count, sync[spent + part],
-    before the task counts as done, so every thread sees them after the wait."""
-    n_layers = layout.shape[1] - 1
-    for mine in (True, False):
-        if mine:  # all of its own first, so the other thread cannot take them meanwhile
-            for c in range(n_tasks):
-                if _owner(phase, c, parts, n_layers) == me:
-                    claim(sync, flags + c, me + 1)
-        for c in range(n_tasks):
-            if (_owner(phase, c, parts, n_layers) == me) != mine:
-                continue
-            if mine:
-                if load_acquire(sync, flags + c) != me + 1:
-                    continue  # taken by another thread before this one arrived
-            elif claim(sync, flags + c, me + 1) != 0:
-                continue
-            start = cycles()
-            _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n,
-                  rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total,
-                  cuts)
-            part = c // n_layers if phase == ROWS else c
-            if part < parts:  # not the loss sum
-                fetch_add(sync, spent + part, cycles() - start)
-            fetch_add(sync, done, 1)
-    while load_acquire(sync, done) < n_tasks:
-        spin_pause()
-
-
-@jit_serial
-def _sync_slots(layout, parts):
-    """Counters per batch of _epoch_parallel: a done count per phase, a claim flag
-    per task, and the cycles each part's tasks took."""
-    return 4 + 3 * parts + (layout.shape[1] - 1) * parts + 1 + parts
-
-
-@jit_serial
-def _rebalance(cuts, spent, at, parts):
-    """New cuts from the cycles each part took in the last batch (spent[at + c]):
-    each part's share moves halfway toward its measured speed, share / cycles,
-    relative to the others'; no share below 1 / (4 parts). Every thread computes
-    the same cuts from the same numbers, all stored before the last batch ended."""
-    total = 0.0
-    for c in range(parts):
-        if spent[at + c] <= 0:
-            return  # no cycle counter, or no work measured: keep the cuts
-        total += (cuts[c + 1] - cuts[c]) / spent[at + c]
-    floor = 0.25 / parts
-    start = 0.0
-    for c in range(parts):
-        share = (cuts[c + 1] - cuts[c]) / spent[at + c] / total
-        share = max(floor, 0.5 * (cuts[c + 1] - cuts[c]) + 0.5 * share)
-        cuts[c] = start
-        start += share
-    for c in range(1, parts):
-        cuts[c] /= start
-    cuts[parts] = 1.0
-
-
-@jit_parallel
-def _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
-                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total):
-    """train_epoch_gemm's batches in one parallel region (see above): per batch,
-    GATHER (parts tasks), FIRST (parts; nets with a hidden layer), SAMPLES (parts)
-    and ROWS (one task per part and layer, then one summing the losses into
-    total[0]). ``sync`` holds _sync_slots zeros per batch."""
-    n_samples = order.shape[0]
-    rows = min(batch_size, n_samples)
-    n_batches = (n_samples + batch_size - 1) // batch_size
-    slots = _sync_slots(layout, parts)
-    for me in prange(parts):
-        cuts = np.empty(parts + 1)  # this thread's copy; every copy holds the same
-        for c in range(parts + 1):
-            cuts[c] = c / parts
-        for b in range(n_batches):
-            first = b * batch_size
-            n = min(batch_size, n_samples - first)
-            count = _batch_count(weights, order, first, n)
-            flags = slots * b + 4
-            spent = slots * (b + 1) - parts  # this batch's cycles per part
-            if b > 0:  # the last batch's, all stored before its last wait ended
-                _rebalance(cuts, sync, spent - slots, parts)
-            for phase in range(4):
-                n_tasks = (layout.shape[1] - 1) * parts + 1 if phase == ROWS else parts
-                if phase != FIRST or layout.shape[1] > 2:  # FIRST: a hidden layer only
-                    _phase(sync, flags, slots * b + phase, spent, n_tasks, me, phase, parts,
-                           params, layout, codes, X, T, order, weights, first, n, rows, acts,
-                           zs, deltas, losses, grads, buf1, buf2, hyper, step + b + 1, count,
-                           total, cuts)
-                flags += n_tasks
-
-
 @jit_serial
 def _batch_count(weights, order, first, n):
     """The batch's total sample weight (its sample count without weights)."""
@@ -469,46 +314,6 @@ def _batch_count(weights, order, first, n):
     for s in range(n):  # in sample order
         count += weights[order[first + s]]
     return count
-
-
-@jit_serial
-def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                     weights, batch_size, parallel, parts, acts, zs, deltas, losses,
-                     grads):
-    """One epoch of mini-batch training over the samples in ``order``; returns the
-    sum of the per-sample losses seen (each before its batch's update).
-
-    Batches are order[0:B], order[B:2B], ... with a final partial batch, each one
-    ``batch_step`` with the update (gradient sum / batch count). ``hyper`` is
-    float64 [optimizer, lr, momentum, nesterov, weight_decay, beta1, beta2,
-    eps, l2]; ``step`` the Adam steps done before this epoch; ``buf1`` is the
-    momentum buffer or Adam's first moment, ``buf2`` Adam's second.
-
-    ``weights``, a weight per row of X or empty (all 1), makes each batch's
-    gradient the weighted mean sum_s w_s g_s / sum_s w_s and the returned sum
-    one of w_s loss_s. A batch whose weights sum to 0 has no gradient: it takes
-    no step, though the Adam step count advances (one step per batch).
-    """
-    n_samples = order.shape[0]
-    if parallel:
-        total_buf = np.zeros(1)
-        n_batches = (n_samples + batch_size - 1) // batch_size
-        sync = np.zeros(_sync_slots(layout, parts) * n_batches, np.int64)
-        _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
-                        batch_size, parts, acts, zs, deltas, losses, grads, sync, total_buf)
-        return total_buf[0]
-    rows = min(batch_size, n_samples)  # the buffers hold this many samples
-    total = 0.0
-    for first in range(0, n_samples, batch_size):
-        n = min(batch_size, n_samples - first)
-        step += 1
-        count = _batch_count(weights, order, first, n)
-        batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-                   deltas, losses, grads, buf1, buf2, hyper, step, count > 0.0,
-                   count, parallel, parts)
-        for s in range(n):  # in sample order: the same sum at any thread count
-            total += losses[s]
-    return total
 
 
 @jit_serial

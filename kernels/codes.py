@@ -1,0 +1,48 @@
+"""The small ints kernels branch on, and the slots of the settings array ``hyper``.
+
+Kernels never see strings: ``fastbp._codes`` maps the user's names to these
+numbers (written here once) and the API hands the kernels
+
+- ``codes``, int64 ``[hidden, output, loss]``: activation codes (SIGMOID ..
+  SOFTMAX) for the hidden layers and the output layer, and the loss (MSE,
+  CROSS_ENTROPY);
+- ``hyper``, float64 of length N_HYPER, the optimizer's settings, indexed only by
+  the slot names below (a literal index drifts when a slot is added).
+
+``hyper`` slots (who reads them):
+
+    H_OPT       optimizer code, SGD or ADAM (update.update_range, update.plain_sgd,
+                backward.online_step)
+    H_LR        learning rate (every update)
+    H_MOMENTUM  SGD momentum; 0 for plain SGD (SGD)
+    H_NESTEROV  1.0 for Nesterov momentum, else 0.0 (SGD)
+    H_WD        torch's weight_decay: wd * w added to the gradient of every
+                parameter, biases included (SGD, Adam)
+    H_BETA1     Adam's beta1 (ADAM)
+    H_BETA2     Adam's beta2 (ADAM)
+    H_EPS       Adam's eps (ADAM)
+    H_L2        scikit-learn's alpha: an L2 penalty on the weights only (not the
+                biases), its gradient l2 * W / the batch's total sample weight;
+                folded into the weights' decay (batch._rows_part,
+                train.train_epoch_online)
+    H_EPS_MODE  where Adam adds eps: EPS_TORCH to the bias-corrected sqrt(v),
+                EPS_SKLEARN to sqrt(v) before the correction (update.adam_eps)
+
+A new optimizer takes the next code and appends its slots before N_HYPER.
+"""
+
+# activations (codes[0] hidden, codes[1] output)
+SIGMOID, TANH, RELU, LEAKY_RELU, LINEAR, SOFTMAX = 0, 1, 2, 3, 4, 5
+# losses (codes[2])
+MSE, CROSS_ENTROPY = 0, 1
+# optimizers (hyper[H_OPT])
+SGD, ADAM = 0, 1
+
+LEAKY_SLOPE = 0.01  # leaky_relu's slope for z <= 0
+
+# slots of hyper (see the module docstring)
+H_OPT, H_LR, H_MOMENTUM, H_NESTEROV, H_WD, H_BETA1, H_BETA2, H_EPS, H_L2, H_EPS_MODE = range(10)
+N_HYPER = 10
+
+# hyper[H_EPS_MODE]
+EPS_TORCH, EPS_SKLEARN = 0, 1
