@@ -14,8 +14,8 @@ from fastbp import _validation as v
 from fastbp import callbacks as fcallbacks
 from fastbp import schedules as fschedules
 from fastbp._training import History, TrainingDivergedError
-from fastbp.kernels import forward as kforward
 from fastbp.kernels import batch as kbatch
+from fastbp.kernels import forward as kforward
 from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
 
 __all__ = ["History", "Model", "TrainingDivergedError"]

@@ -38,7 +38,6 @@ from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
 from fastbp.kernels.update import plain_sgd, update_range
 
-
 # How far ahead the gather asks for rows of X: at least PREFETCH_ROWS rows and
 # PREFETCH_BYTES of them, so that short rows (64 float32: ~20 ns to copy) still
 # cover a DRAM miss and its page walk (~100-300 ns). Rows of T are asked for as

@@ -11,7 +11,7 @@ import pytest
 
 import fastbp
 from fastbp import bench, cli
-from fastbp.bench import driver, grid, machine, measure, peers, probes, report
+from fastbp.bench import driver, grid, machine, measure, peers, report
 from fastbp.bench import workers as bench_workers
 
 RECORD_FIELDS = {
@@ -552,22 +552,22 @@ def test_core_probes_are_summed_up_beside_the_scaling():
 def test_core_probe_products_are_right():
     """The core probe times real products: each thread's Z[t] = A[t] W[t]^T (64 x 256
     by 256 x 64), the lone thread's Z[0] the same; and host_cores is a finite count."""
-    from fastbp.bench import probes
+    from fastbp.bench import probes as core_probes
 
-    rows, inner = probes.PROBE_ROWS, probes.PROBE_INNER
+    rows, inner = core_probes.PROBE_ROWS, core_probes.PROBE_INNER
     rng = np.random.default_rng(3)
     A = rng.random((2, rows * inner), dtype=np.float32)
     W = rng.random((2, rows * inner), dtype=np.float32)
     want = [A[t].reshape(rows, inner) @ W[t].reshape(rows, inner).T for t in range(2)]
     Z = np.zeros((2, rows * rows), np.float32)
-    probes.products_on_each(A, W, Z, 2)
+    core_probes.products_on_each(A, W, Z, 2)
     for t in range(2):
         np.testing.assert_allclose(Z[t].reshape(rows, rows), want[t], rtol=1e-5)
     Z[:] = 0
-    probes.products_alone(A, W, Z, 1)
+    core_probes.products_alone(A, W, Z, 1)
     np.testing.assert_allclose(Z[0].reshape(rows, rows), want[0], rtol=1e-5)
     assert not Z[1].any()
-    cores = probes.host_cores(1, repeats=1)
+    cores = core_probes.host_cores(1, repeats=1)
     assert np.isfinite(cores) and cores > 0
 
 
