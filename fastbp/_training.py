@@ -14,8 +14,8 @@ import numpy as np
 
 from fastbp import _buffers, _threads, datasets
 from fastbp import _validation as v
-from fastbp._codes import H_LR
 from fastbp.kernels import train as ktrain
+from fastbp.kernels.codes import H_LR
 
 # Last spawn-key entry of the generator that draws ``validation_split`` (a child
 # of the shuffling stream's SeedSequence; "SPLT" in ASCII).

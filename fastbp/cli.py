@@ -18,7 +18,7 @@ import sys
 import numba
 import numpy as np
 
-from fastbp import _codes, datasets
+from fastbp import _codes, datasets, optim
 from fastbp._cli_data import (
     UsageError,
     apply_scaler,
@@ -63,7 +63,7 @@ HIDDEN = list(_codes.HIDDEN)
 OUTPUT = list(_codes.OUTPUT)
 LOSS = list(_codes.LOSS)
 INIT = list(_codes.INIT)
-OPTIMIZER = list(_codes.OPTIMIZER)
+OPTIMIZER = list(optim.OPTIMIZERS)
 DTYPES = list(_codes.DTYPES)
 SCALE = ["auto", "none", "minmax", "standard"]
 DEFAULT_MODEL_PATH = "fastbp-model.npz"

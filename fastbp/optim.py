@@ -17,11 +17,13 @@ import dataclasses
 import numpy as np
 
 from fastbp import _buffers
-from fastbp import _codes as k
 from fastbp import _validation as v
+from fastbp.kernels import codes as k
 
 OPTIMIZERS = {"sgd": k.SGD, "adam": k.ADAM}
-EPS_MODES = k.ADAM_EPS_MODES
+# Where Adam adds eps (slot H_EPS_MODE): to the bias-corrected sqrt(v) (torch) or to
+# sqrt(v) before the correction (scikit-learn).
+EPS_MODES = {"torch": k.EPS_TORCH, "sklearn": k.EPS_SKLEARN}
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults
 ADAM_EPS = 1e-8
 # The settings (besides weight_decay and l2, which every kind takes) each kind uses;
