@@ -326,9 +326,9 @@ class Model:
         chunk_grads = (_line_aligned_zeros(self.params.size, self.dtype) if want_grads
                        else grads[:0])
         parallel = self._parallel(rows)
-        total = kbatch.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
-                                    want_grads, parallel, self._parts(parallel),
-                                    *self._gemm_buffers(rows), chunk_grads, out, grads)
+        total = kbatch.dataset_pass(self._net(), Xc, T, want_loss, want_grads, parallel,
+                                    self._parts(parallel), self._gemm_buffers(rows),
+                                    chunk_grads, out, grads)
         return total, out, grads
 
     # -- inference --------------------------------------------------------------
@@ -340,7 +340,7 @@ class Model:
         A = np.zeros((threads, row_width(self._layout)), dtype=self.dtype)
         Z = np.zeros_like(A)
         out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
-        kforward.predict_batch(self.params, self._layout, self._codes, Xc, out, A, Z)
+        kforward.predict_batch(self._net(), Xc, out, A, Z)
         return out[0] if one_sample else out
 
     def loss(self, X, Y):
@@ -572,7 +572,8 @@ class Model:
             weights = np.zeros(0, dtype=self.dtype)
 
         n = Xc.shape[0]
-        epoch_kernel, buffers = self._epoch_kernel(batch_size, n)
+        epoch_kernel = self._epoch_kernel(batch_size, n)
+        net, opt, data = self._net(), (self._buf1, self._buf2, hyper), (Xc, T, weights)
         parallel = self._parallel(min(batch_size, n))
         n_batches = -(-n // batch_size)
         history = History()
@@ -581,9 +582,7 @@ class Model:
         start = time.perf_counter()
         if parallel:
             ktrain.region_probe(np.zeros(2))  # loaded too, outside the timing
-        epoch_kernel(self.params, self._buf1, self._buf2, self._layout, self._codes, hyper,
-                     self._step, Xc, T, np.arange(0), weights, batch_size, parallel,
-                     self._parts(parallel), *buffers)
+        epoch_kernel(net, opt, self._step, data, np.arange(0), parallel)
         history.setup_seconds = time.perf_counter() - start
         self.stop_training = False
         logs = {}
@@ -607,15 +606,13 @@ class Model:
                 epoch_parallel = parallel and not _threads_held_up()
                 history.held_up_epochs += parallel and not epoch_parallel
                 start = time.perf_counter()
-                run = functools.partial(epoch_kernel, self.params, self._buf1, self._buf2,
-                                        self._layout, self._codes, hyper)
-                tail = (weights, batch_size, epoch_parallel, self._parts(epoch_parallel),
-                        *buffers)
+                run = functools.partial(epoch_kernel, net, opt)
+                tail = (epoch_parallel,)
                 if batch_callbacks:
-                    total = self._epoch_in_chunks(run, tail, Xc, T, order, batch_size, epoch,
+                    total = self._epoch_in_chunks(run, tail, data, order, batch_size, epoch,
                                                   batch_callbacks)
                 else:
-                    total = run(self._step, Xc, T, order, *tail)
+                    total = run(self._step, data, order, *tail)
                 seconds = time.perf_counter() - start
                 self._step += n_batches
                 epoch_loss = total / total_weight
@@ -662,7 +659,7 @@ class Model:
             raise
         return history
 
-    def _epoch_in_chunks(self, run, tail, Xc, T, order, batch_size, epoch, callbacks):
+    def _epoch_in_chunks(self, run, tail, data, order, batch_size, epoch, callbacks):
         """One epoch as several kernel calls over whole batches of ``order``, with
         ``on_batches_end`` after each (for progress bars).
 
@@ -678,7 +675,7 @@ class Model:
         while done < n_batches:
             stop = min(n_batches, done + chunk)
             begin = time.perf_counter()
-            total += run(self._step + done, Xc, T, order[done * batch_size:stop * batch_size],
+            total += run(self._step + done, data, order[done * batch_size:stop * batch_size],
                          *tail)
             if time.perf_counter() - begin < 0.05:
                 chunk *= 2
@@ -689,16 +686,30 @@ class Model:
                 cb.on_batches_end(self, epoch, logs)
         return total
 
+    def _net(self):
+        """The kernels' ``net`` tuple (see kernels/batch.py)."""
+        return self.params, self._layout, self._codes
+
     def _epoch_kernel(self, batch_size, n):
-        """The epoch kernel for this batch size and its scratch buffers."""
+        """The epoch kernel for this batch size, with its scratch buffers bound:
+        ``epoch(net, opt, step, data, order, parallel)`` (see kernels/train.py)."""
         if batch_size == 1:
             width = row_width(self._layout)
             A, Z, D = (_line_aligned_zeros(width, self.dtype).reshape(1, width) for _ in range(3))
-            loss = np.zeros(1)  # one sample's loss
-            return ktrain.train_epoch_online, (A, Z, D, loss)
+            scratch = (A, Z, D, np.zeros(1))  # and one sample's loss
+
+            def epoch(net, opt, step, data, order, parallel):
+                return ktrain.train_epoch_online(net, opt, step, data, order, scratch)
+
+            return epoch
         rows = min(batch_size, n)
-        return ktrain.train_epoch_gemm, (*self._gemm_buffers(rows),
-                                        _line_aligned_zeros(self.params.size, self.dtype))
+        scratch = (*self._gemm_buffers(rows), _line_aligned_zeros(self.params.size, self.dtype))
+
+        def epoch(net, opt, step, data, order, parallel):
+            return ktrain.train_epoch_gemm(net, opt, step, data, order, batch_size, parallel,
+                                           self._parts(parallel), scratch)
+
+        return epoch
 
     # -- persistence --------------------------------------------------------------
 
