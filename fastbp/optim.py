@@ -133,10 +133,6 @@ class State:
             self.reset(settings)
         self.settings = settings
 
-    def kernel_args(self, lr):
-        """``opt`` as the training kernels take it: (buf1, buf2, settings array)."""
-        return self.buf1, self.buf2, self.settings.hyper(lr)
-
     def snapshot(self):
         return self.buf1.copy(), self.buf2.copy(), self.step
 
