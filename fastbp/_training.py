@@ -145,47 +145,40 @@ def validation_split(model, T, fraction):
 
 
 def _epoch_kernel(model, batch_size, n):
-    """``epoch(net, opt, step, data, order, parallel)`` for this batch size, its
-    scratch buffers bound (see fastbp.kernels.train)."""
+    """The epoch kernel for this batch size, its arguments before ``step`` bound
+    but for ``opt`` and its scratch buffers (see fastbp.kernels.train)."""
     if batch_size == 1:
-        scratch = _buffers.online_scratch(model._layout, model.dtype)
-
-        def epoch(net, opt, step, data, order, parallel):
-            return ktrain.train_epoch_online(net, opt, step, data, order, scratch)
-
-        return epoch
+        return ktrain.train_epoch_online, _buffers.online_scratch(model._layout, model.dtype)
     rows = min(batch_size, n)
-    scratch = (*_buffers.batch_scratch(model.params, model._layout, rows, model.dtype),
-               _buffers.line_aligned_zeros(model.params.size, model.dtype))
-
-    def epoch(net, opt, step, data, order, parallel):
-        return ktrain.train_epoch_gemm(net, opt, step, data, order, batch_size, parallel,
-                                       _threads.parts(parallel), scratch)
-
-    return epoch
+    scratch = _buffers.batch_scratch(model.params, model._layout, rows, model.dtype)
+    return ktrain.train_epoch_gemm, (*scratch,
+                                     _buffers.line_aligned_zeros(model.params.size,
+                                                                 model.dtype))
 
 
 class _Loop:
     """One ``fit`` call's epochs: the kernel call, the rollback, the records."""
 
     def __init__(self, model, Xc, T, weights, batch_size, lr, shuffle):
-        self.model, self.batch_size, self.shuffle = model, batch_size, shuffle
+        self.model, self.Xc, self.T, self.batch_size, self.shuffle = (
+            model, Xc, T, batch_size, shuffle)
         self.n = Xc.shape[0]
         self.n_batches = -(-self.n // batch_size)
         # The kernels take an empty array for "every weight 1" (their fast path).
         self.total_weight = (self.n if weights is None
                              else float(weights.sum(dtype=np.float64)))
-        weights = np.zeros(0, dtype=model.dtype) if weights is None else weights
-        self.data = (Xc, T, weights)
-        self.kernel = _epoch_kernel(model, batch_size, self.n)
+        self.weights = np.zeros(0, dtype=model.dtype) if weights is None else weights
+        self.kernel, self.scratch = _epoch_kernel(model, batch_size, self.n)
         self.parallel = _threads.parallel(min(batch_size, self.n), model.sizes)
         self.hyper = model._optimizer.settings.hyper(lr)
 
     def run(self, step, order, parallel):
         """Batches of ``order`` from step ``step``: the kernel's loss sum."""
-        state = self.model._optimizer
-        opt = (state.buf1, state.buf2, self.hyper)
-        return self.kernel(self.model._net(), opt, step, self.data, order, parallel)
+        opt = self.model._optimizer
+        return self.kernel(self.model.params, opt.buf1, opt.buf2, self.model._layout,
+                           self.model._codes, self.hyper, step, self.Xc, self.T, order,
+                           self.weights, self.batch_size, parallel, _threads.parts(parallel),
+                           *self.scratch)
 
     def warm_up(self):
         """An epoch over no samples: loads (or compiles) the kernels, so that the

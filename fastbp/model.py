@@ -167,10 +167,6 @@ class Model:
 
     # -- conversion at the boundary -------------------------------------------
 
-    def _net(self):
-        """The kernels' ``net`` tuple: (params, layout, codes)."""
-        return self.params, self._layout, self._codes
-
     def _X(self, X, name="X", allow_1d=False):
         return v.check_X(name, X, self.sizes[0], self.dtype, allow_1d=allow_1d)
 
@@ -189,8 +185,9 @@ class Model:
                        else grads[:0])
         parallel = _threads.parallel(rows, self.sizes)
         scratch = _buffers.batch_scratch(self.params, self._layout, rows, self.dtype)
-        total = kbatch.dataset_pass(self._net(), Xc, T, want_loss, want_grads, parallel,
-                                    _threads.parts(parallel), scratch, chunk_grads, out, grads)
+        total = kbatch.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
+                                   want_grads, parallel, _threads.parts(parallel),
+                                   *scratch, chunk_grads, out, grads)
         return total, out, grads
 
     # -- inference --------------------------------------------------------------
@@ -202,7 +199,7 @@ class Model:
         A = np.zeros((threads, row_width(self._layout)), dtype=self.dtype)
         Z = np.zeros_like(A)
         out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
-        kforward.predict_batch(self._net(), Xc, out, A, Z)
+        kforward.predict_batch(self.params, self._layout, self._codes, Xc, out, A, Z)
         return out[0] if one_sample else out
 
     def loss(self, X, Y):

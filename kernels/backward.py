@@ -38,10 +38,9 @@ def _layer_slices(layout, a, z, delta, l):
 
 
 @jit_serial
-def online_step(net, opt, step, a, z, delta, wd_weights):
+def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, wd_weights):
     """Backward pass and optimizer update for one sample (batch size 1), fused;
-    delta^L is in ``delta`` already (``activations.losses_and_deltas``);
-    net = (params, layout, codes), opt = (buf1, buf2, hyper).
+    delta^L is in ``delta`` already (``activations.losses_and_deltas``).
 
     Walking down from layer L, each weight W^l_ij is read once: it feeds
     (W^l)^T delta^l for the next delta and is then replaced by its update with
@@ -56,8 +55,6 @@ def online_step(net, opt, step, a, z, delta, wd_weights):
     than the arithmetic of a 32-wide row (measured on 64-32-10: 430 -> ~200 ns a
     step for the last layer alone).
     """
-    params, layout, codes = net
-    buf1, buf2, hyper = opt
     n_layers = layout.shape[1] - 1
     dt = params.dtype.type
     adam = int(hyper[H_OPT]) != SGD

@@ -6,19 +6,7 @@ gradient of a whole data set). Epochs: :mod:`fastbp.kernels.train`.
 Batch matrices are stored layer-major: the activations of layer l for the
 batch are one C-contiguous (B, n_l) block at ``B * layout[UNIT, l]`` of a flat
 buffer (likewise z and delta), so each product reads and writes whole
-contiguous blocks.
-
-Arguments that travel together come as tuples (numba passes a tuple's fields
-as separate arguments: the same bits, and epochs of 784-256-128-10 at batch 1
-and 32 within 1-2% of the flat argument lists):
-
-    net      (params, layout, codes)        the network
-    opt      (buf1, buf2, hyper)            optimizer state and settings
-    data     (X, T, weights)                inputs, targets, sample weights (or empty)
-    span     (order, first, n, rows)        the batch: samples order[first:first + n],
-                                            in buffers that hold ``rows`` >= n samples
-    scratch  (acts, zs, deltas, losses, grads)  layer-major buffers (see above),
-                                            per-sample losses, gradient sums
+contiguous blocks. ``rows`` is the number of samples the buffers hold.
 
 A batch is two steps, each split into ``parts`` parts:
 
@@ -71,7 +59,7 @@ PREFETCH_BYTES = 8192
 @jit_serial
 def _bounds(c, n, parts, cuts):
     """Rows [start, stop) of part c when n rows are split into ``parts`` parts: equal
-    parts, or with ``cuts`` (parts + 1 fractions from 0 to 1, see train._rebalance)
+    parts, or with ``cuts`` (parts + 1 fractions from 0 to 1, see _epoch_parallel)
     the rows between n cuts[c] and n cuts[c + 1], rounded."""
     if cuts.shape[0] == 0:
         return (c * n) // parts, ((c + 1) * n) // parts
@@ -88,11 +76,9 @@ def _layer(buf, layout, rows, l, n):
 
 
 @jit_serial
-def _gather_part(c, parts, cuts, layout, data, span, acts):
+def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts):
     """Rows order[first + s] of X into a^0 for the samples s of part c; their rows
     of T are asked for too (read later, by the loss)."""
-    X, T = data[0], data[1]
-    order, first, n, rows = span
     s0, s1 = _bounds(c, n, parts, cuts)
     A0 = _layer(acts, layout, rows, 0, n)
     line = 64 // X.itemsize  # elements per cache line
@@ -114,7 +100,7 @@ def _gather_part(c, parts, cuts, layout, data, span, acts):
 
 
 @jit_serial
-def _first_layer_part(c, parts, cuts, net, span, acts, zs):
+def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts):
     """z^1 and a^1 = s(z^1) of the hidden units of part c, for every sample.
 
     Split by units, not samples: part c reads only its rows of W^1, the rows it
@@ -122,8 +108,6 @@ def _first_layer_part(c, parts, cuts, net, span, acts, zs):
     one core's cache from batch to batch instead of crossing to the other core
     (measured on 784-256-128-10 at batch 32, 2 threads: each batch's two steps took
     ~25% longer than either step alone, W^1 moving between the cores)."""
-    params, layout, codes = net
-    n, rows = span[2], span[3]
     n_in, n_out = layout[SIZE, 0], layout[SIZE, 1]
     u0, u1 = _bounds(c, n_out, parts, cuts)
     if u1 == u0:
@@ -147,14 +131,10 @@ def _first_layer_part(c, parts, cuts, net, span, acts, zs):
 
 
 @jit_serial
-def _samples_part(c, parts, cuts, net, data, span, scratch, want_loss, want_delta,
-                  from_layer):
+def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
+                  acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts):
     """Layers ``from_layer``..L forward, the loss, delta^L and the delta recursion
     down to layer 1, for the samples of part c (a^(from_layer - 1) is ready)."""
-    params, layout, codes = net
-    T, weights = data[1], data[2]
-    order, first, n, rows = span
-    acts, zs, deltas, losses = scratch[0], scratch[1], scratch[2], scratch[3]
     s0, s1 = _bounds(c, n, parts, cuts)
     if s1 == s0:
         return
@@ -204,40 +184,41 @@ def _samples_part(c, parts, cuts, net, data, span, scratch, want_loss, want_delt
 
 
 @jit_serial
-def _samples_step(parts, cuts, net, data, span, scratch, want_loss, want_delta):
-    layout = net[1]
+def _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                  acts, zs, deltas, losses, want_loss, want_delta, cuts):
     for c in range(parts):
-        _gather_part(c, parts, cuts, layout, data, span, scratch[0])
+        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
     from_layer = 1
     if layout.shape[1] > 2:  # a hidden first layer: by units (see _first_layer_part)
         for c in range(parts):
-            _first_layer_part(c, parts, cuts, net, span, scratch[0], scratch[1])
+            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
         from_layer = 2
     for c in range(parts):
-        _samples_part(c, parts, cuts, net, data, span, scratch, want_loss, want_delta,
-                      from_layer)
+        _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts)
 
 
 @jit_parallel
-def _samples_step_par(parts, cuts, net, data, span, scratch, want_loss, want_delta):
-    layout = net[1]
+def _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, want_loss, want_delta, cuts):
     for c in prange(parts):
-        _gather_part(c, parts, cuts, layout, data, span, scratch[0])
+        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
     from_layer = 1
     if layout.shape[1] > 2:
         for c in prange(parts):
-            _first_layer_part(c, parts, cuts, net, span, scratch[0], scratch[1])
+            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
         from_layer = 2
     for c in prange(parts):
-        _samples_part(c, parts, cuts, net, data, span, scratch, want_loss, want_delta,
-                      from_layer)
+        _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts)
 
 
 # -- step 2: gradient (and update) for one part of the rows of one W^l --------------
 
 
 @jit_serial
-def _rows_part(task, parts, cuts, net, span, scratch, opt, step, update, count):
+def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
+               buf2, hyper, step, update, count, cuts):
     """Part c of the rows of W^l, task = c * L + (l - 1): dW = D^T A_prev and db =
     column sums of D (sums over the batch), then, with ``update``, the optimizer
     step of those weights and biases with gradient sum / count (``count``: the
@@ -248,10 +229,6 @@ def _rows_part(task, parts, cuts, net, span, scratch, opt, step, update, count):
     Tasks run part-major so that prange's contiguous split hands each thread
     the same part of every layer: layer-major put all of the big first layer on
     one thread (measured: 2 threads 1.4x instead of 1.8x on 784-256-128-10)."""
-    params, layout = net[0], net[1]
-    n, rows = span[2], span[3]
-    acts, deltas, grads = scratch[0], scratch[2], scratch[4]
-    hyper = opt[2]
     n_layers = layout.shape[1] - 1
     l = task % n_layers + 1
     n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
@@ -280,40 +257,51 @@ def _rows_part(task, parts, cuts, net, span, scratch, opt, step, update, count):
     if not update:
         return
     if not fused:
-        update_range(params, grads, count, opt, step, decay, w_off + r0 * n_in,
+        update_range(params, grads, count, buf1, buf2, hyper, step, decay, w_off + r0 * n_in,
                      w_off + r1 * n_in)
     if b_off >= 0:
-        update_range(params, grads, count, opt, step, hyper[H_WD], b_off + r0, b_off + r1)
+        update_range(params, grads, count, buf1, buf2, hyper, step, hyper[H_WD], b_off + r0,
+                     b_off + r1)
 
 
 @jit_serial
-def _rows_step(parts, cuts, net, span, scratch, opt, step, update, count):
-    for task in range((net[1].shape[1] - 1) * parts):
-        _rows_part(task, parts, cuts, net, span, scratch, opt, step, update, count)
+def _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2,
+               hyper, step, update, count, cuts):
+    for task in range((layout.shape[1] - 1) * parts):
+        _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
+                   buf1, buf2, hyper, step, update, count, cuts)
 
 
 @jit_parallel
-def _rows_step_par(parts, cuts, net, span, scratch, opt, step, update, count):
-    for task in prange((net[1].shape[1] - 1) * parts):
-        _rows_part(task, parts, cuts, net, span, scratch, opt, step, update, count)
+def _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
+                   buf2, hyper, step, update, count, cuts):
+    for task in prange((layout.shape[1] - 1) * parts):
+        _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
+                   buf1, buf2, hyper, step, update, count, cuts)
 
 
-# -- a batch, a data set ------------------------------------------------------------
+# -- a batch, an epoch, a data set ----------------------------------------------------
 
 
 @jit_serial
-def batch_step(net, opt, step, data, span, scratch, update, count, parallel, parts):
-    """The batch ``span``: forward, losses[:n], delta recursion, gradient SUMS into
-    ``grads`` (weighted by ``weights`` unless it is empty) and, with ``update``,
-    the optimizer step with gradient sum / ``count`` (Adam step number ``step``).
-    Tuples: see the module docstring."""
-    equal = opt[2][:0]  # no cuts: equal parts
+def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
+               deltas, losses, grads, buf1, buf2, hyper, step, update, count,
+               parallel, parts):
+    """Samples order[first:first+n]: forward, losses[:n], delta recursion, gradient
+    SUMS into ``grads`` (weighted by ``weights`` unless it is empty) and, with
+    ``update``, the optimizer step with gradient sum / ``count`` (Adam step
+    number ``step``). Buffers hold ``rows`` >= n samples (see module doc)."""
+    equal = hyper[:0]  # no cuts: equal parts
     if parallel:
-        _samples_step_par(parts, equal, net, data, span, scratch, True, True)
-        _rows_step_par(parts, equal, net, span, scratch, opt, step, update, count)
+        _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                          acts, zs, deltas, losses, True, True, equal)
+        _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
+                       buf2, hyper, step, update, count, equal)
     else:
-        _samples_step(parts, equal, net, data, span, scratch, True, True)
-        _rows_step(parts, equal, net, span, scratch, opt, step, update, count)
+        _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, True, True, equal)
+        _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1,
+                   buf2, hyper, step, update, count, equal)
 
 
 @jit_serial
@@ -328,36 +316,34 @@ def _batch_count(weights, order, first, n):
 
 
 @jit_serial
-def dataset_pass(net, X, T, want_loss, want_grads, parallel, parts, scratch, chunk_grads,
-                 out, grads):
+def dataset_pass(params, layout, codes, X, T, want_loss, want_grads, parallel, parts,
+                 acts, zs, deltas, losses, chunk_grads, out, grads):
     """Outputs a^L of every sample of X into ``out``; with ``want_loss`` returns
     the loss sum against T, with ``want_grads`` also the gradient SUM into
-    ``grads`` (no update). ``scratch`` is (acts, zs, deltas, losses) for
-    ``losses.shape[0]`` samples: X goes through in chunks of that fixed size,
-    chunk sums added in order; ``chunk_grads`` holds a chunk's gradient sums."""
-    params, layout = net[0], net[1]
-    acts, zs, deltas, losses = scratch
+    ``grads`` (no update). Works through X in chunks of ``losses.shape[0]``
+    samples (a fixed size), adding chunk sums in order.
+    """
     n_samples = X.shape[0]
     rows = losses.shape[0]
     n_layers = layout.shape[1] - 1
     order = np.arange(n_samples)
     no_state = params[0:0]  # also: no sample weights
-    data = (X, T, no_state)
-    opt = (no_state, no_state, np.zeros(N_HYPER))
-    chunk = (acts, zs, deltas, losses, chunk_grads)
     equal = np.zeros(0)  # no cuts: equal parts
     total = 0.0
     for first in range(0, n_samples, rows):
         n = min(rows, n_samples - first)
-        span = (order, first, n, rows)
         if want_grads:
-            batch_step(net, opt, 0, data, span, chunk, False, float(n), parallel, parts)
+            batch_step(params, layout, codes, X, T, order, no_state, first, n, rows, acts,
+                       zs, deltas, losses, chunk_grads, no_state, no_state,
+                       np.zeros(N_HYPER), 0, False, float(n), parallel, parts)
             for k in range(grads.shape[0]):
                 grads[k] += chunk_grads[k]
         elif parallel:
-            _samples_step_par(parts, equal, net, data, span, chunk, want_loss, False)
+            _samples_step_par(parts, params, layout, codes, X, T, order, no_state, first, n,
+                              rows, acts, zs, deltas, losses, want_loss, False, equal)
         else:
-            _samples_step(parts, equal, net, data, span, chunk, want_loss, False)
+            _samples_step(parts, params, layout, codes, X, T, order, no_state, first, n, rows,
+                          acts, zs, deltas, losses, want_loss, False, equal)
         if want_loss:
             for s in range(n):
                 total += losses[s]

@@ -10,19 +10,17 @@ from fastbp.kernels.tiles import matvec
 
 
 @jit_serial
-def forward_sample(net, a, z):
+def forward_sample(params, layout, codes, a, z):
     """z^l = W^l a^(l-1) + b^l, a^l = s_l(z^l) for l = 1..L, one sample.
 
-    net = (params, layout, codes); ``a`` and ``z`` are one per-sample row (width
-    U, see ``layout``); the input a^0 must already be in ``a[:n_0]``. ``codes`` is
-    ``[hidden, output, loss]``.
+    ``a`` and ``z`` are one per-sample row (width U, see ``layout``); the input
+    a^0 must already be in ``a[:n_0]``. ``codes`` is ``[hidden, output, loss]``.
     W^l a^(l-1) comes from ``tiles.matvec``: VEC_COLS dot products a tile sharing
     one lane reduction. The loop per dot product it replaces (vectorised by LLVM
     under fastmath) reduced each sum on its own: measured on 64-32-10, one
     sample's products took 185 ns that way and 105 ns with the tiles, and online
     epochs ran 3-10% faster (interleaved runs, one core).
     """
-    params, layout, codes = net
     n_layers = layout.shape[1] - 1
     for l in range(1, n_layers + 1):
         n_in = layout[SIZE, l - 1]
@@ -45,21 +43,19 @@ def load_input(x, a):
 
 
 @jit_parallel
-def predict_batch(net, X, out, A, Z):
-    """out[s] = a^L(X[s]) for every sample, parallel over samples; net = (params,
-    layout, codes).
+def predict_batch(params, layout, codes, X, out, A, Z):
+    """out[s] = a^L(X[s]) for every sample, parallel over samples.
 
     ``A``/``Z`` are scratch rows, one per possible thread id
     (``numba.config.NUMBA_NUM_THREADS`` rows of width U). Each sample is computed
     whole by one thread into its own ``out`` row, so the result does not depend
     on the thread count.
     """
-    layout = net[1]
     n_layers = layout.shape[1] - 1
     start = layout[UNIT, n_layers]
     n_out = layout[SIZE, n_layers]
     for s in prange(X.shape[0]):
         tid = numba.get_thread_id()
         load_input(X[s], A[tid])
-        forward_sample(net, A[tid], Z[tid])
+        forward_sample(params, layout, codes, A[tid], Z[tid])
         out[s] = A[tid, start : start + n_out]

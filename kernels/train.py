@@ -91,16 +91,13 @@ def region_probe(out):
 
 
 @jit_serial
-def train_epoch_online(net, opt, step, data, order, scratch):
-    """One epoch of online training (batch size 1, serial): forward, then
-    ``online_step`` (backward fused with the update) per sample, in ``order``;
-    returns the sum of the per-sample losses before each update, each times its
-    sample weight.
-
-    net = (params, layout, codes), opt = (buf1, buf2, hyper), data = (X, T,
-    weights) as in kernels/batch.py; ``step`` the Adam steps done before this
-    epoch; scratch = (A, Z, D, loss): one per-sample row each (shape (1, U), see
-    kernels/layout.py) and one float64 for the sample's loss.
+def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
+                       weights, batch_size, parallel, parts, A, Z, D, loss):
+    """One epoch of online training (batch size 1; ``batch_size``, ``parallel`` and
+    ``parts`` are ignored: it is serial):
+    forward, then ``online_step`` (backward fused with the update) per sample, in
+    ``order``; returns the sum of the per-sample losses before each update,
+    each times its sample weight.
 
     ``weights`` holds a weight per row of X, or nothing (every weight 1). The
     weighted mean gradient over one sample is that sample's gradient, so a
@@ -115,10 +112,6 @@ def train_epoch_online(net, opt, step, data, order, scratch):
     sample's row of T in place (``losses_and_deltas``), its loss into ``loss``
     (one float64).
     """
-    params, layout, codes = net
-    hyper = opt[2]
-    X, T, weights = data
-    A, Z, D, loss = scratch
     a, z, delta = A[0], Z[0], D[0]
     weighted = weights.shape[0] > 0
     wd, l2 = hyper[H_WD], hyper[H_L2]
@@ -137,7 +130,7 @@ def train_epoch_online(net, opt, step, data, order, scratch):
         for j in range(0, n_in, line):
             prefetch(X, upcoming, j)
         prefetch(T, upcoming, 0)
-        forward_sample(net, a, z)
+        forward_sample(params, layout, codes, a, z)
         losses_and_deltas(z, a, delta, out_start, n_out, 0, 1, T, order, k, loss, True, codes[1],
                           codes[2])
         weight = 1.0
@@ -146,38 +139,37 @@ def train_epoch_online(net, opt, step, data, order, scratch):
             loss[0] *= weights[idx]
         total += loss[0]
         if weight > 0.0:
-            online_step(net, opt, step + k + 1, a, z, delta, wd + l2 / weight)
+            online_step(params, layout, codes, hyper, step + k + 1, a, z, delta, buf1, buf2,
+                        wd + l2 / weight)
     return total
 
 
 @jit_serial
-def train_epoch_gemm(net, opt, step, data, order, batch_size, parallel, parts, scratch):
+def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
+                     weights, batch_size, parallel, parts, acts, zs, deltas, losses,
+                     grads):
     """One epoch of mini-batch training over the samples in ``order``; returns the
     sum of the per-sample losses seen (each before its batch's update).
 
     Batches are order[0:B], order[B:2B], ... with a final partial batch, each one
     ``batch_step`` with the update (gradient sum / batch count); with
     ``parallel``, all batches in one parallel region (``_epoch_parallel``, see
-    the module docstring). net = (params, layout, codes), opt = (buf1, buf2,
-    hyper), data = (X, T, weights), scratch = (acts, zs, deltas, losses, grads)
-    for min(batch_size, len(order)) samples (see kernels/batch.py); ``hyper`` is
-    the float64 settings array (slots: see kernels/codes.py); ``step`` the Adam
-    steps done before this epoch; ``buf1`` is the momentum buffer or Adam's first
-    moment, ``buf2`` Adam's second; ``parts`` the parts a batch is split into.
+    the module docstring). ``hyper`` is the float64 settings array (slots: see
+    kernels/codes.py); ``step`` the Adam steps done before this epoch; ``buf1``
+    is the momentum buffer or Adam's first moment, ``buf2`` Adam's second.
 
     ``weights``, a weight per row of X or empty (all 1), makes each batch's
     gradient the weighted mean sum_s w_s g_s / sum_s w_s and the returned sum
     one of w_s loss_s. A batch whose weights sum to 0 has no gradient: it takes
     no step, though the Adam step count advances (one step per batch).
     """
-    weights, losses = data[2], scratch[3]
     n_samples = order.shape[0]
     if parallel:
         total_buf = np.zeros(1)
         n_batches = (n_samples + batch_size - 1) // batch_size
-        sync = np.zeros(_sync_slots(net[1], parts) * n_batches, np.int64)
-        _epoch_parallel(net, opt, step, data, order, batch_size, parts, scratch, sync,
-                        total_buf)
+        sync = np.zeros(_sync_slots(layout, parts) * n_batches, np.int64)
+        _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
+                        batch_size, parts, acts, zs, deltas, losses, grads, sync, total_buf)
         return total_buf[0]
     rows = min(batch_size, n_samples)  # the buffers hold this many samples
     total = 0.0
@@ -185,8 +177,9 @@ def train_epoch_gemm(net, opt, step, data, order, batch_size, parallel, parts, s
         n = min(batch_size, n_samples - first)
         step += 1
         count = _batch_count(weights, order, first, n)
-        batch_step(net, opt, step, data, (order, first, n, rows), scratch, count > 0.0, count,
-                   parallel, parts)
+        batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
+                   deltas, losses, grads, buf1, buf2, hyper, step, count > 0.0,
+                   count, parallel, parts)
         for s in range(n):  # in sample order: the same sum at any thread count
             total += losses[s]
     return total
@@ -198,21 +191,22 @@ GATHER, FIRST, SAMPLES, ROWS = 0, 1, 2, 3  # the phases of a batch
 
 
 @jit_serial
-def _task(phase, c, parts, cuts, net, opt, step, data, span, scratch, count, total):
-    """Task c of a batch's ``phase`` (see _epoch_parallel; tuples: kernels/batch.py)."""
-    layout = net[1]
+def _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n, rows, acts,
+          zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total, cuts):
+    """Task c of a batch's ``phase`` (see _epoch_parallel)."""
     if phase == GATHER:
-        _gather_part(c, parts, cuts, layout, data, span, scratch[0])
+        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
     elif phase == FIRST:
-        _first_layer_part(c, parts, cuts, net, span, scratch[0], scratch[1])
+        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
     elif phase == SAMPLES:
-        _samples_part(c, parts, cuts, net, data, span, scratch, True, True,
-                      2 if layout.shape[1] > 2 else 1)
+        _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
+                      acts, zs, deltas, losses, True, True, 2 if layout.shape[1] > 2 else 1,
+                      cuts)
     elif c < (layout.shape[1] - 1) * parts:
-        _rows_part(c, parts, cuts, net, span, scratch, opt, step, count > 0.0, count)
+        _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2, hyper,
+                   step, count > 0.0, count, cuts)
     else:  # the last ROWS task: the batch's losses into the epoch's sum, in sample order
-        losses = scratch[3]
-        for s in range(span[2]):
+        for s in range(n):
             total[0] += losses[s]
 
 
@@ -225,13 +219,14 @@ def _owner(phase, c, parts, n_layers):
 
 
 @jit_serial
-def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, cuts, net, opt, step, data,
-           span, scratch, count, total):
+def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, params, layout, codes, X, T,
+           order, weights, first, n, rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper,
+           step, count, total, cuts):
     """Thread ``me``'s share of ``phase``: claim (sync[flags + c] = me + 1) and run its
     own tasks, then any unclaimed one; then wait until sync[done] counts n_tasks.
     The cycles each task took are added to its part's count, sync[spent + part],
     before the task counts as done, so every thread sees them after the wait."""
-    n_layers = net[1].shape[1] - 1
+    n_layers = layout.shape[1] - 1
     for mine in (True, False):
         if mine:  # all of its own first, so the other thread cannot take them meanwhile
             for c in range(n_tasks):
@@ -246,7 +241,9 @@ def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, cuts, net, opt, 
             elif claim(sync, flags + c, me + 1) != 0:
                 continue
             start = cycles()
-            _task(phase, c, parts, cuts, net, opt, step, data, span, scratch, count, total)
+            _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n,
+                  rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total,
+                  cuts)
             part = c // n_layers if phase == ROWS else c
             if part < parts:  # not the loss sum
                 fetch_add(sync, spent + part, cycles() - start)
@@ -286,13 +283,13 @@ def _rebalance(cuts, spent, at, parts):
 
 
 @jit_parallel
-def _epoch_parallel(net, opt, step, data, order, batch_size, parts, scratch, sync, total):
+def _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
+                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total):
     """train_epoch_gemm's batches in one parallel region (see the module
     docstring): per batch, GATHER (parts tasks), FIRST (parts; nets with a hidden
     layer), SAMPLES (parts) and ROWS (one task per part and layer, then one
     summing the losses into total[0]). ``sync`` holds _sync_slots zeros per
     batch."""
-    layout, weights = net[1], data[2]
     n_samples = order.shape[0]
     rows = min(batch_size, n_samples)
     n_batches = (n_samples + batch_size - 1) // batch_size
@@ -305,7 +302,6 @@ def _epoch_parallel(net, opt, step, data, order, batch_size, parts, scratch, syn
             first = b * batch_size
             n = min(batch_size, n_samples - first)
             count = _batch_count(weights, order, first, n)
-            span = (order, first, n, rows)
             flags = slots * b + 4
             spent = slots * (b + 1) - parts  # this batch's cycles per part
             if b > 0:  # the last batch's, all stored before its last wait ended
@@ -314,5 +310,7 @@ def _epoch_parallel(net, opt, step, data, order, batch_size, parts, scratch, syn
                 n_tasks = (layout.shape[1] - 1) * parts + 1 if phase == ROWS else parts
                 if phase != FIRST or layout.shape[1] > 2:  # FIRST: a hidden layer only
                     _phase(sync, flags, slots * b + phase, spent, n_tasks, me, phase, parts,
-                           cuts, net, opt, step + b + 1, data, span, scratch, count, total)
+                           params, layout, codes, X, T, order, weights, first, n, rows, acts,
+                           zs, deltas, losses, grads, buf1, buf2, hyper, step + b + 1, count,
+                           total, cuts)
                 flags += n_tasks

@@ -137,12 +137,11 @@ def plain_sgd(hyper):
 
 
 @jit_serial
-def update_range(params, grads, count, opt, step, decay, k0, k1):
-    """The optimizer step of opt = (buf1, buf2, hyper) on params[k0:k1] with
-    gradient grads / count, weight decay ``decay`` (the caller's: weight_decay,
-    plus the L2 penalty for weights), Adam step ``step``; ``buf1`` is the momentum
-    buffer or Adam's first moment, ``buf2`` Adam's second."""
-    buf1, buf2, hyper = opt
+def update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
+    """The optimizer step of ``hyper`` on params[k0:k1] with gradient grads / count,
+    weight decay ``decay`` (the caller's: weight_decay, plus the L2 penalty for
+    weights), Adam step ``step``; ``buf1`` is the momentum buffer or Adam's first
+    moment, ``buf2`` Adam's second."""
     if int(hyper[H_OPT]) == SGD:
         sgd_block(params, grads, count, buf1, hyper[H_LR], hyper[H_MOMENTUM],
                   hyper[H_NESTEROV] != 0.0, decay, k0, k1)

@@ -206,7 +206,7 @@ def test_predict_kernel_directly_matches_reference():
     threads = numba.config.NUMBA_NUM_THREADS
     A = np.zeros((threads, row_width(layout)))
     out = np.empty((10, 2))
-    kforward.predict_batch((params, layout, codes), X, out, A, np.zeros_like(A))
+    kforward.predict_batch(params, layout, codes, X, out, A, np.zeros_like(A))
     Ws, bs = reference.unflatten(params, sizes, True)
     expected = [reference.forward(Ws, bs, x, "sigmoid", "softmax")[1][-1] for x in X]
     np.testing.assert_allclose(out, expected, **TOL["float64"])
