@@ -145,15 +145,25 @@ def validation_split(model, T, fraction):
 
 
 def _epoch_kernel(model, batch_size, n):
-    """The epoch kernel for this batch size, its arguments before ``step`` bound
-    but for ``opt`` and its scratch buffers (see fastbp.kernels.train)."""
+    """``run(head, order, weights, parallel)``: this batch size's epoch kernel (see
+    fastbp.kernels.train) with its scratch buffers bound; ``head`` holds its first
+    arguments, params .. T."""
     if batch_size == 1:
-        return ktrain.train_epoch_online, _buffers.online_scratch(model._layout, model.dtype)
+        scratch = _buffers.online_scratch(model._layout, model.dtype)
+
+        def run(head, order, weights, parallel):  # serial: no parallel, no parts
+            return ktrain.train_epoch_online(*head, order, weights, *scratch)
+
+        return run
     rows = min(batch_size, n)
-    scratch = _buffers.batch_scratch(model.params, model._layout, rows, model.dtype)
-    return ktrain.train_epoch_gemm, (*scratch,
-                                     _buffers.line_aligned_zeros(model.params.size,
-                                                                 model.dtype))
+    scratch = (*_buffers.batch_scratch(model.params, model._layout, rows, model.dtype),
+               _buffers.line_aligned_zeros(model.params.size, model.dtype))
+
+    def run(head, order, weights, parallel):
+        return ktrain.train_epoch_gemm(*head, order, weights, batch_size, parallel,
+                                       _threads.parts(parallel), *scratch)
+
+    return run
 
 
 class _Loop:
@@ -168,17 +178,16 @@ class _Loop:
         self.total_weight = (self.n if weights is None
                              else float(weights.sum(dtype=np.float64)))
         self.weights = np.zeros(0, dtype=model.dtype) if weights is None else weights
-        self.kernel, self.scratch = _epoch_kernel(model, batch_size, self.n)
+        self.kernel = _epoch_kernel(model, batch_size, self.n)
         self.parallel = _threads.parallel(min(batch_size, self.n), model.sizes)
         self.hyper = model._optimizer.settings.hyper(lr)
 
     def run(self, step, order, parallel):
         """Batches of ``order`` from step ``step``: the kernel's loss sum."""
-        opt = self.model._optimizer
-        return self.kernel(self.model.params, opt.buf1, opt.buf2, self.model._layout,
-                           self.model._codes, self.hyper, step, self.Xc, self.T, order,
-                           self.weights, self.batch_size, parallel, _threads.parts(parallel),
-                           *self.scratch)
+        model, opt = self.model, self.model._optimizer
+        head = (model.params, opt.buf1, opt.buf2, model._layout, model._codes, self.hyper,
+                step, self.Xc, self.T)
+        return self.kernel(head, order, self.weights, parallel)
 
     def warm_up(self):
         """An epoch over no samples: loads (or compiles) the kernels, so that the

@@ -92,9 +92,8 @@ def region_probe(out):
 
 @jit_serial
 def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                       weights, batch_size, parallel, parts, A, Z, D, loss):
-    """One epoch of online training (batch size 1; ``batch_size``, ``parallel`` and
-    ``parts`` are ignored: it is serial):
+                       weights, A, Z, D, loss):
+    """One epoch of online training (batch size 1, serial):
     forward, then ``online_step`` (backward fused with the update) per sample, in
     ``order``; returns the sum of the per-sample losses before each update,
     each times its sample weight.
