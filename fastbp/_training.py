@@ -199,8 +199,9 @@ class _Loop:
         return time.perf_counter() - start
 
     def epoch(self, epoch, lr, batch_callbacks):
-        """One epoch at rate ``lr``: (mean loss, seconds, ran parallel), or None
-        after restoring the model when the loss or the parameters became non-finite."""
+        """One epoch at rate ``lr``: (mean loss, seconds, ran parallel); seconds is None
+        when the loss or the parameters became non-finite and the model was restored
+        to before the epoch (parameters, optimizer state, shuffling stream)."""
         model, opt = self.model, self.model._optimizer
         self.hyper[H_LR] = lr
         saved = (model.params.copy(), opt.snapshot(), model._rng.bit_generator.state)
