@@ -18,10 +18,9 @@ def config():
         pass
 
     from fastbp._version import __version__
-    from fastbp.kernels import train
+    from fastbp.kernels import _cache
 
     threads = numba.get_num_threads()  # also starts the threading layer
-    cache = getattr(getattr(train.train_epoch_online, "_cache", None), "_cache_path", None)
     return {
         "fastbp": __version__,
         "python": sys.version.split()[0],
@@ -37,7 +36,8 @@ def config():
             f"{lib.get('num_threads')} threads)"
             for lib in threadpool_info() if lib.get("user_api") == "blas"
         ],
-        "jit_cache": cache,
+        "jit_cache": _cache.CACHE_DIR or "(off: no writable folder)",
+        "jit_cache_bytes": sum(size for _, size, current in _cache.folders() if current),
         "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(libgomp default)"),
     }
 

@@ -273,6 +273,33 @@ def build_parser():
         "loaded and their threads, and the folder of the JIT cache.",
     )
     i.set_defaults(func=cmd_info, threads=None)
+
+    k = sub.add_parser(
+        "compile", help="compile every kernel into the cache ahead of time",
+        description="Compile the kernels each API call needs into the cache folder "
+        "(see `fastbp cache`), with the time each step took, so that the first fit, "
+        "evaluate and predict do not pay the JIT compile (about two minutes for "
+        "both dtypes). For Docker images and CI.",
+    )
+    k.add_argument("--dtype", nargs="+", choices=("float32", "float64"),
+                   default=["float32", "float64"], help="(default: both)")
+    k.add_argument("--path", nargs="+", choices=("online", "batch", "inference"),
+                   default=["online", "batch", "inference"],
+                   help="online: fit at batch size 1; batch: mini-batch fit; inference: "
+                   "evaluate, loss, gradients and predict (default: all)")
+    k.set_defaults(func=cmd_compile, threads=None)
+
+    c = sub.add_parser(
+        "cache", help="show or clear the folder of compiled kernels",
+        description="List the folders of fastbp's compiled kernels (one per version of "
+        "the kernel sources; the current one is marked) with their sizes, or delete "
+        "them all. The root is FASTBP_CACHE_DIR, else NUMBA_CACHE_DIR/fastbp, else "
+        "~/.cache/fastbp.",
+    )
+    c.add_argument("--clear", action="store_true",
+                   help="delete every folder of compiled kernels (the next call compiles "
+                   "again)")
+    c.set_defaults(func=cmd_cache, threads=None)
     return parser
 # fmt: on
 
@@ -489,6 +516,32 @@ def cmd_info(args):
     from fastbp._info import show_config
 
     show_config()
+    return 0
+
+
+def cmd_compile(args):
+    from fastbp._compile import compile_kernels
+
+    compile_kernels(args.dtype, args.path, out=lambda line: print(line, flush=True))
+    return 0
+
+
+def cmd_cache(args):
+    import shutil
+
+    from fastbp.kernels import _cache
+
+    found = _cache.folders()
+    if args.clear:
+        for path, _, _ in found:
+            shutil.rmtree(path, ignore_errors=True)
+        freed = sum(size for _, size, _ in found)
+        print(f"removed {len(found)} folder(s), {freed / 1e6:.1f} MB, under {_cache.cache_root()}")
+        return 0
+    print(f"cache root: {_cache.cache_root()}")
+    print(f"current:    {_cache.CACHE_DIR or '(off: no writable folder)'}")
+    for path, size, current in found:
+        print(f"{size / 1e6:8.1f} MB  {path}{'  (current)' if current else ''}")
     return 0
 
 

@@ -1,7 +1,9 @@
 """The only place numba options are written.
 
-Every kernel is cached on disk (``cache=True``) and compiled with IEEE
-arithmetic: no fastmath flag anywhere. The sums that LLVM would only vectorise
+Every kernel is cached on disk in fastbp's own folder, keyed by a digest of
+all kernel sources (kernels/_cache.py; numba's ``cache=True`` would write beside
+the source, inside site-packages, and check only each function's own file), and
+compiled with IEEE arithmetic: no fastmath flag anywhere. The sums that LLVM would only vectorise
 under ``reassoc`` (the per-sample forward's dot products) are the explicit
 vector tiles of kernels/tiles.py instead.
 
@@ -19,7 +21,17 @@ and a NaN must stay a NaN), never ``arcp``.
 
 import numba
 
-_OPTS = dict(cache=True, nogil=True, error_model="numpy", fastmath=False)
+from fastbp.kernels import _cache
 
-jit_serial = numba.njit(**_OPTS)
-jit_parallel = numba.njit(parallel=True, **_OPTS)
+_OPTS = dict(nogil=True, error_model="numpy", fastmath=False)
+
+
+def _cached(jit):
+    def decorate(py_func):
+        return _cache.enable(jit(py_func))
+
+    return decorate
+
+
+jit_serial = _cached(numba.njit(**_OPTS))
+jit_parallel = _cached(numba.njit(parallel=True, **_OPTS))
