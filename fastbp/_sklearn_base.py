@@ -18,6 +18,7 @@ from sklearn.utils.validation import (
 )
 
 from fastbp._threads import numba_threads
+from fastbp._training import HELD_UP_MESSAGE, warn_held_up
 from fastbp.model import Model, TrainingDivergedError
 
 _HIDDEN = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
@@ -246,14 +247,19 @@ class _BaseMLP(BaseEstimator):
         early_stopping = self.early_stopping
         if early_stopping and self.validation_scores_ is None:  # early stopping turned on
             self.validation_scores_, self.best_validation_score_ = [], -np.inf
+        held_up = 0  # epochs run serially: one warning for the whole fit, at the end
         try:
             self.n_iter_ = 0
             for _ in range(self.max_iter):
                 sq_start = self._weights_sq() if self.alpha else 0.0
                 try:
-                    history = model.fit(X, Y, epochs=1, lr=self._lr, **fit_kw)
+                    with warnings.catch_warnings():
+                        warnings.filterwarnings("ignore", f".*{HELD_UP_MESSAGE}",
+                                                RuntimeWarning)
+                        history = model.fit(X, Y, epochs=1, lr=self._lr, **fit_kw)
                 except TrainingDivergedError as exc:
                     raise ValueError(_NON_FINITE) from exc
+                held_up += history.held_up_epochs
                 loss = history.history["loss"][-1] * data_scale
                 if self.alpha:
                     # sklearn adds alpha/2 ||W_b||^2 / (batch weight) for the weights
@@ -287,6 +293,8 @@ class _BaseMLP(BaseEstimator):
                         ConvergenceWarning, stacklevel=2)
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=2)
+        if held_up:
+            warn_held_up(held_up, self.n_iter_, stacklevel=3)
         if early_stopping:
             model.params[...] = self._best_params
 

@@ -159,9 +159,9 @@ def _epoch_kernel(model, batch_size, n):
     scratch = (*_buffers.batch_scratch(model.params, model._layout, rows, model.dtype),
                _buffers.line_aligned_zeros(model.params.size, model.dtype))
 
-    def run(head, order, weights, parallel):
-        return ktrain.train_epoch_gemm(*head, order, weights, batch_size, parallel,
-                                       _threads.parts(parallel), *scratch)
+    def run(head, order, weights, parallel):  # each build compiles when first run
+        epoch = ktrain.train_epoch_gemm_par if parallel else ktrain.train_epoch_gemm
+        return epoch(*head, order, weights, batch_size, _threads.parts(parallel), *scratch)
 
     return run
 
@@ -258,6 +258,18 @@ def _checked_lr(schedule, lr, epoch):
     return float(epoch_lr)
 
 
+HELD_UP_MESSAGE = "epochs ran on one thread"
+
+
+def warn_held_up(held_up, epochs, stacklevel):
+    """The one warning of a fit (or a drop-in's fit) whose epochs ran serially."""
+    warnings.warn(
+        f"{held_up} of {epochs} {HELD_UP_MESSAGE}: other processes held the CPUs, which "
+        "stalls numba's spinning threads at every parallel region (same results either "
+        "way; fewer n_threads, or OMP_WAIT_POLICY=passive, avoid it)",
+        RuntimeWarning, stacklevel=stacklevel)
+
+
 def train(model, Xc, T, val, *, epochs, batch_size, lr, settings, shuffle, cbs, schedule,
           metrics, weights):
     """The epoch loop of ``Model.fit`` (arguments checked, threads set): a History."""
@@ -294,12 +306,7 @@ def train(model, Xc, T, val, *, epochs, batch_size, lr, settings, shuffle, cbs, 
             if model.stop_training:
                 break
         if history.held_up_epochs:
-            warnings.warn(
-                f"{history.held_up_epochs} of {len(history.epochs)} epochs ran on one "
-                "thread: other processes held the CPUs, which stalls numba's "
-                "spinning threads at every parallel region (same results either "
-                "way; fewer n_threads, or OMP_WAIT_POLICY=passive, avoid it)",
-                RuntimeWarning, stacklevel=3)
+            warn_held_up(history.held_up_epochs, len(history.epochs), stacklevel=4)
         cbs.call("on_fit_end", model, dict(logs))
     except BaseException as exc:
         cbs.call("on_exception", model, exc)

@@ -416,3 +416,39 @@ def test_import_fastbp_does_not_import_sklearn():
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_held_up_epochs_give_one_warning_per_fit(restore_threads, monkeypatch):
+    """The drop-in calls Model.fit once per epoch: epochs run serially because
+    other processes held the CPUs warn once for the whole fit, not per epoch."""
+    from fastbp import _threads
+
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
+    monkeypatch.setattr(_threads, "held_up", lambda: True)
+    numba.set_num_threads(2)
+    X, y = load_iris(return_X_y=True)
+    clf = fbsk.MLPClassifier((8,), max_iter=6, batch_size=50, n_iter_no_change=100,
+                             random_state=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        clf.fit(X, y)
+    held = [w for w in caught if "ran on one thread" in str(w.message)]
+    assert len(held) == 1
+    assert "6 of 6 epochs ran on one thread" in str(held[0].message)
+
+
+def test_held_up_probe_is_reused_for_a_moment(monkeypatch):
+    """held_up() probes at most once per PROBE_VALID_SECONDS: a fit per epoch
+    does not pay five parallel regions each time."""
+    from fastbp import _threads
+
+    calls = []
+    monkeypatch.setattr(_threads.ktrain, "region_probe", lambda out: calls.append(1))
+    monkeypatch.setattr(_threads, "_last_probe", [-1.0, False])
+    monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 60.0)
+    assert [_threads.held_up() for _ in range(10)] == [False] * 10
+    assert len(calls) == _threads.PROBES
+    monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 0.0)
+    _threads.held_up()
+    assert len(calls) == 2 * _threads.PROBES
