@@ -177,18 +177,21 @@ class Model:
         return Xc, T
 
     def _pass(self, Xc, T, want_loss, want_grads):
-        """(loss sum, outputs, gradient sums) over all samples: one kernel call."""
+        """(loss sum, outputs, gradient sums or None) over all samples: one kernel
+        call. Each build and kind of pass is its own kernel, compiled when first used."""
         rows = min(_PASS_CHUNK, Xc.shape[0])
         out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
-        grads = _buffers.line_aligned_zeros(self.params.size, self.dtype)
-        chunk_grads = (_buffers.line_aligned_zeros(self.params.size, self.dtype) if want_grads
-                       else grads[:0])
         parallel = _threads.parallel(rows, self.sizes)
+        head = (self.params, self._layout, self._codes, Xc, T)
         scratch = _buffers.batch_scratch(self.params, self._layout, rows, self.dtype)
-        total = kbatch.dataset_pass(self.params, self._layout, self._codes, Xc, T, want_loss,
-                                   want_grads, parallel, _threads.parts(parallel),
-                                   *scratch, chunk_grads, out, grads)
-        return total, out, grads
+        parts = _threads.parts(parallel)
+        if not want_grads:
+            run = kbatch.dataset_pass_par if parallel else kbatch.dataset_pass
+            return run(*head, want_loss, parts, *scratch, out), out, None
+        grads, chunk_grads = (_buffers.line_aligned_zeros(self.params.size, self.dtype)
+                              for _ in range(2))
+        run = kbatch.dataset_gradients_par if parallel else kbatch.dataset_gradients
+        return run(*head, parts, *scratch, chunk_grads, out, grads), out, grads
 
     # -- inference --------------------------------------------------------------
 

@@ -3,8 +3,9 @@ never loaded.
 
 Each kernel's cache lives in one folder per kernel-source digest,
 ``<root>/kernels-<digest>``. The digest is a SHA-256 over every ``.py`` file of
-this package plus the numba, llvmlite and Python versions. So an upgrade or an
-edit of any kernel file, callee or caller, starts a new folder. Numba's own
+this package plus the numba, llvmlite and Python versions and the settings that
+change the generated code (``_CODEGEN_ENV``). So an upgrade or an edit of any
+kernel file, callee or caller, starts a new folder. Numba's own
 check looks only at each function's own file: edit kernels/tiles.py and
 train.train_epoch_gemm would load its old machine code.
 
@@ -44,6 +45,10 @@ import numba
 from numba.core.caching import CompileResultCacheImpl, FunctionCache, _CacheLocator
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
+# Environment variables that change the machine code of the same source (numba's
+# own index keys on the CPU name and features it detects, not on these).
+_CODEGEN_ENV = ("FASTBP_VECTOR_BYTES", "NUMBA_CPU_NAME", "NUMBA_CPU_FEATURES", "NUMBA_OPT",
+                "NUMBA_BOUNDSCHECK", "NUMBA_DEBUGINFO")
 
 
 def _digest():
@@ -54,6 +59,8 @@ def _digest():
                 h.update(name.encode() + b"\0" + f.read() + b"\0")
     h.update(f"numba {numba.__version__} llvmlite {llvmlite.__version__} "
              f"python {sys.version}".encode())
+    for name in _CODEGEN_ENV:
+        h.update(f"\0{name}={os.environ.get(name)}".encode())
     return h.hexdigest()
 
 

@@ -145,15 +145,14 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
 
 @jit_serial
 def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                     weights, batch_size, parallel, parts, acts, zs, deltas, losses,
-                     grads):
+                     weights, batch_size, parts, acts, zs, deltas, losses, grads):
     """One epoch of mini-batch training over the samples in ``order``; returns the
     sum of the per-sample losses seen (each before its batch's update).
 
     Batches are order[0:B], order[B:2B], ... with a final partial batch, each one
-    ``batch_step`` with the update (gradient sum / batch count); with
-    ``parallel``, all batches in one parallel region (``_epoch_parallel``, see
-    the module docstring). ``hyper`` is the float64 settings array (slots: see
+    serial ``batch_step`` with the update (gradient sum / batch count);
+    ``train_epoch_gemm_par`` runs the same batches in one parallel region, with
+    the same bits. ``hyper`` is the float64 settings array (slots: see
     kernels/codes.py); ``step`` the Adam steps done before this epoch; ``buf1``
     is the momentum buffer or Adam's first moment, ``buf2`` Adam's second.
 
@@ -163,13 +162,6 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
     no step, though the Adam step count advances (one step per batch).
     """
     n_samples = order.shape[0]
-    if parallel:
-        total_buf = np.zeros(1)
-        n_batches = (n_samples + batch_size - 1) // batch_size
-        sync = np.zeros(_sync_slots(layout, parts) * n_batches, np.int64)
-        _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
-                        batch_size, parts, acts, zs, deltas, losses, grads, sync, total_buf)
-        return total_buf[0]
     rows = min(batch_size, n_samples)  # the buffers hold this many samples
     total = 0.0
     for first in range(0, n_samples, batch_size):
@@ -177,11 +169,24 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
         step += 1
         count = _batch_count(weights, order, first, n)
         batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-                   deltas, losses, grads, buf1, buf2, hyper, step, count > 0.0,
-                   count, parallel, parts)
+                   deltas, losses, grads, buf1, buf2, hyper, step, count > 0.0, count, parts)
         for s in range(n):  # in sample order: the same sum at any thread count
             total += losses[s]
     return total
+
+
+@jit_serial
+def train_epoch_gemm_par(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
+                         weights, batch_size, parts, acts, zs, deltas, losses, grads):
+    """``train_epoch_gemm`` with all batches in one parallel region of ``parts``
+    threads (``_epoch_parallel``, see the module docstring); a kernel of its own
+    so that a serial epoch never compiles it."""
+    total_buf = np.zeros(1)
+    n_batches = (order.shape[0] + batch_size - 1) // batch_size
+    sync = np.zeros(_sync_slots(layout, parts) * n_batches, np.int64)
+    _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
+                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total_buf)
+    return total_buf[0]
 
 
 # -- the one-region parallel scheduler (see the module docstring) ---------------------
@@ -199,8 +204,8 @@ def _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n
         _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
     elif phase == SAMPLES:
         _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, True, True, 2 if layout.shape[1] > 2 else 1,
-                      cuts)
+                      acts, zs, deltas, losses, np.bool_(True), np.bool_(True),
+                      2 if layout.shape[1] > 2 else 1, cuts)
     elif c < (layout.shape[1] - 1) * parts:
         _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2, hyper,
                    step, count > 0.0, count, cuts)
@@ -308,8 +313,8 @@ def _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
             for phase in range(4):
                 n_tasks = (layout.shape[1] - 1) * parts + 1 if phase == ROWS else parts
                 if phase != FIRST or layout.shape[1] > 2:  # FIRST: a hidden layer only
-                    _phase(sync, flags, slots * b + phase, spent, n_tasks, me, phase, parts,
-                           params, layout, codes, X, T, order, weights, first, n, rows, acts,
+                    _phase(sync, flags, slots * b + phase, spent, n_tasks, np.int64(me), phase,
+                           parts, params, layout, codes, X, T, order, weights, first, n, rows, acts,
                            zs, deltas, losses, grads, buf1, buf2, hyper, step + b + 1, count,
                            total, cuts)
                 flags += n_tasks

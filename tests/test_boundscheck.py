@@ -41,7 +41,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_all_kernel_paths_stay_in_bounds(tmp_path):
-    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "NUMBA_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, "NUMBA_BOUNDSCHECK": "1", "FASTBP_CACHE_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,
                             text=True, timeout=900)
     assert result.returncode == 0, result.stderr[-3000:]

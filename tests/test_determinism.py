@@ -49,7 +49,7 @@ SCRIPT = textwrap.dedent(
 
 @pytest.mark.slow
 def test_first_process_and_cached_processes_agree(tmp_path):
-    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path)}
+    env = {**os.environ, "FASTBP_CACHE_DIR": str(tmp_path)}
     runs = []
     for _ in range(2):  # compiles and fills the cache, then loads from it
         result = subprocess.run([sys.executable, "-c", SCRIPT], env=env, capture_output=True,

@@ -55,7 +55,7 @@ def test_wheel_contains_fastbp_kernels_and_imports_outside_the_repo(tmp_path):
         "m = fastbp.Model([2, 3, 1], seed=0); m.fit(np.eye(2), [0.0, 1.0]);"
         "print('ok', fastbp.__version__)"
     )
-    env = {**os.environ, "PYTHONPATH": str(site), "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    env = {**os.environ, "PYTHONPATH": str(site), "FASTBP_CACHE_DIR": str(tmp_path / "cache")}
     result = subprocess.run([sys.executable, "-c", code, str(site)], cwd=tmp_path, env=env,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

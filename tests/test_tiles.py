@@ -195,7 +195,7 @@ def test_the_avx2_build_of_the_tiles_is_right_too(tmp_path):
     import sys
 
     env = {**os.environ, "FASTBP_VECTOR_BYTES": "32", "NUMBA_CPU_NAME": "haswell",
-           "NUMBA_CACHE_DIR": str(tmp_path)}
+           "FASTBP_CACHE_DIR": str(tmp_path)}
     result = subprocess.run([sys.executable, "-c", AVX2_SCRIPT], env=env, capture_output=True,
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
