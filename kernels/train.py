@@ -175,43 +175,27 @@ def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order
     return total
 
 
-@jit_serial
 def train_epoch_gemm_par(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
                          weights, batch_size, parts, acts, zs, deltas, losses, grads):
     """``train_epoch_gemm`` with all batches in one parallel region of ``parts``
-    threads (``_epoch_parallel``, see the module docstring); a kernel of its own
-    so that a serial epoch never compiles it."""
-    total_buf = np.zeros(1)
+    threads (``_epoch_parallel``, see the module docstring): its own entry point
+    so that a serial epoch never compiles it.
+
+    A Python function, not a kernel: numba re-optimises a caller's whole call
+    tree, and a jitted wrapper for these two allocations cost 3 s of a first
+    fit's compile (measured on 784-256-128-10, empty cache).
+    """
+    total = np.zeros(1)
     n_batches = (order.shape[0] + batch_size - 1) // batch_size
     sync = np.zeros(_sync_slots(layout, parts) * n_batches, np.int64)
     _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
-                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total_buf)
-    return total_buf[0]
+                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total)
+    return total[0]
 
 
 # -- the one-region parallel scheduler (see the module docstring) ---------------------
 
 GATHER, FIRST, SAMPLES, ROWS = 0, 1, 2, 3  # the phases of a batch
-
-
-@jit_serial
-def _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n, rows, acts,
-          zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total, cuts):
-    """Task c of a batch's ``phase`` (see _epoch_parallel)."""
-    if phase == GATHER:
-        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
-    elif phase == FIRST:
-        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
-    elif phase == SAMPLES:
-        _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, np.bool_(True), np.bool_(True),
-                      2 if layout.shape[1] > 2 else 1, cuts)
-    elif c < (layout.shape[1] - 1) * parts:
-        _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2, hyper,
-                   step, count > 0.0, count, cuts)
-    else:  # the last ROWS task: the batch's losses into the epoch's sum, in sample order
-        for s in range(n):
-            total[0] += losses[s]
 
 
 @jit_serial
@@ -245,9 +229,23 @@ def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, params, layout, 
             elif claim(sync, flags + c, me + 1) != 0:
                 continue
             start = cycles()
-            _task(phase, c, parts, params, layout, codes, X, T, order, weights, first, n,
-                  rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper, step, count, total,
-                  cuts)
+            # Task c of the phase, written here rather than as a function of its own:
+            # numba re-optimises each caller's whole call tree, and that level cost
+            # ~2.5 s of a first fit's compile (784-256-128-10, empty cache).
+            if phase == GATHER:
+                _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
+            elif phase == FIRST:
+                _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
+            elif phase == SAMPLES:
+                _samples_part(c, parts, params, layout, codes, T, order, weights, first, n,
+                              rows, acts, zs, deltas, losses, np.bool_(True), np.bool_(True),
+                              2 if n_layers > 1 else 1, cuts)
+            elif c < n_layers * parts:
+                _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2,
+                           hyper, step, count > 0.0, count, cuts)
+            else:  # the last ROWS task: the batch's losses into the epoch's sum, in order
+                for s in range(n):
+                    total[0] += losses[s]
             part = c // n_layers if phase == ROWS else c
             if part < parts:  # not the loss sum
                 fetch_add(sync, spent + part, cycles() - start)
