@@ -198,6 +198,7 @@ class Model:
     def predict(self, X):
         """Output activations a^L, shape (n_samples, n_out); (n_out,) for a 1-D X."""
         Xc, one_sample = self._X(X, allow_1d=True)
+        _threads.cap_to_cores()
         threads = numba.config.NUMBA_NUM_THREADS  # thread ids run up to this
         A = np.zeros((threads, row_width(self._layout)), dtype=self.dtype)
         Z = np.zeros_like(A)

@@ -2,6 +2,8 @@
 output/loss x dtype, batch sizes 1 and several, with and without bias, and the
 same bits at any thread count."""
 
+import warnings
+
 import numba
 import numpy as np
 import pytest
@@ -303,3 +305,28 @@ def test_rebalance_moves_shares_toward_measured_speed():
     _rebalance(cuts, np.array([1, 10**9]), 0, 2)  # thread 1 nearly stopped
     # shares 0.5 (0.8 + 1.0) = 0.9 and max(1/8, 0.5 (0.2 + 0.0)) = 0.125, renormalised
     np.testing.assert_allclose(cuts, [0.0, 0.9 / 1.025, 1.0], rtol=1e-6)
+
+
+def test_threads_beyond_the_usable_cores_are_capped_once(restore_threads, monkeypatch):
+    """More numba threads than the process's cores: the first call caps them with
+    one warning naming the cores; a count the caller chose is left alone."""
+    from fastbp import _threads
+
+    monkeypatch.setattr(_threads, "_capped", [False])
+    monkeypatch.setattr(_threads, "usable_cores", lambda: 1)
+    sizes = [4, 5, 2]
+    X, T = make_problem(sizes, "linear", "mse", 16)
+    model = make_model(sizes, "tanh", "linear", "mse")
+    numba.set_num_threads(numba.config.NUMBA_NUM_THREADS)
+    if numba.get_num_threads() < 2:
+        pytest.skip("needs 2 numba threads")
+    model.fit(X, T, n_threads=2)  # chosen by the caller: not capped
+    assert numba.get_num_threads() == numba.config.NUMBA_NUM_THREADS
+    with pytest.warns(RuntimeWarning, match="this process may use 1 core"):
+        model.fit(X, T)
+    assert numba.get_num_threads() == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        numba.set_num_threads(2)
+        model.fit(X, T)  # once per process
+        model.predict(X)
