@@ -586,3 +586,38 @@ def test_last_multi_thread_epoch_gets_a_probe_after_it(monkeypatch):
                    ("fastbp", 2, "cores")]
     two = next(w for w in out if w["threads"] == 2)
     assert two["records"][0]["host_cores"] == [[1.9, 1.9]]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads /proc")
+def test_busy_keeps_a_process_spinning_for_the_run(capsys, keep_threads, monkeypatch):
+    """--busy N: N spinning processes exist while the grid runs, none after."""
+    from fastbp.bench import driver
+
+    seen = []
+    real = driver._run
+
+    def spy(settings, in_process):
+        seen.append([p for p in _children() if "while True: pass" in p])
+        return real(settings, in_process)
+
+    monkeypatch.setattr(driver, "_run", spy)
+    status, out, _ = run(capsys, "--quick", "--in-process", "--peers", "none", "--busy", "1")
+    assert status == 0
+    assert len(seen[0]) == 1
+    assert "1 other process(es) spinning on the CPUs throughout" in out
+    assert not [p for p in _children() if "while True: pass" in p]
+
+
+def _children():
+    """Command lines of this process's children (Linux /proc)."""
+    found = []
+    for pid in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+            if ppid == os.getpid():
+                with open(f"/proc/{pid}/cmdline") as f:
+                    found.append(f.read().replace("\0", " "))
+        except (OSError, ValueError, IndexError):
+            continue
+    return found

@@ -41,8 +41,10 @@ found too few cores. The peers live in ``fastbp.bench.peers``.
 """
 
 import argparse
+import contextlib
 import importlib.util
 import json
+import subprocess
 import sys
 import time
 
@@ -71,8 +73,26 @@ def _installed(name):
 
 
 
+@contextlib.contextmanager
+def _spinning(n):
+    """``n`` processes that keep a CPU busy each while the block runs (``--busy``)."""
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(n)]
+    try:
+        yield
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+
+
 def run(settings, in_process=False):
     """Measure the grid; returns the JSON-able result (see ``fastbp bench --help``)."""
+    with _spinning(settings.get("busy", 0)):
+        return _run(settings, in_process)
+
+
+def _run(settings, in_process):
     start = time.perf_counter()
     frameworks = ["fastbp", *settings["peers"]]
     skipped = {n: "not installed" for n in frameworks if not _installed(n)}

@@ -120,6 +120,9 @@ def add_arguments(p, worker=False):
                    help="a tiny run for tests: case S, batch 1 and 16, 1 thread, 512 "
                    "samples, 1 repeat, 256x256 GEMM; explicit options still apply "
                    "(default: off)")
+    p.add_argument("--busy", type=int, default=0, metavar="N",
+                   help="keep N other processes spinning on the CPUs for the whole run, "
+                   "to measure every framework on a busy machine (default: 0)")
     p.add_argument("--in-process", action="store_true",
                    help="run every framework in this process instead of worker "
                    "processes: thread counts are then set at run time only (numba, "
@@ -136,6 +139,9 @@ def _settings(args):
     s = {k: v if getattr(args, k, None) is None else getattr(args, k)
          for k, v in base.items()}  # fmt: skip
     s["epoch_seconds"] = args.epoch_seconds
+    if getattr(args, "busy", 0) < 0:
+        raise ValueError(f"--busy: a count of processes >= 0, got {args.busy}")
+    s["busy"] = getattr(args, "busy", 0)
     cpus = os.cpu_count() or 1
     counts = sorted({min(n, cpus) for n in s["thread_counts"]})
     if counts != sorted(set(s["thread_counts"])) and not getattr(args, "worker", False):

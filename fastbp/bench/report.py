@@ -102,7 +102,9 @@ def format_report(result):
         f"{m['date']}",
         f"float32, plain SGD lr {s['lr']}, median of {s['repeats']} epoch(s) after a "
         "warm-up epoch; every framework shuffles each epoch"
-        + ("" if s.get("in_process") else "; the frameworks' epochs take turns"),
+        + ("" if s.get("in_process") else "; the frameworks' epochs take turns")
+        + (f"; {s['busy']} other process(es) spinning on the CPUs throughout"
+           if s.get("busy") else ""),
         f"GEMM peak (float32 np.dot, {s['gemm_size']}x{s['gemm_size']}): {peaks}",
         f"FLOPs per sample: {flops}",
         "",
