@@ -330,3 +330,34 @@ def test_threads_beyond_the_usable_cores_are_capped_once(restore_threads, monkey
         numba.set_num_threads(2)
         model.fit(X, T)  # once per process
         model.predict(X)
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+def test_later_fits_run_no_extra_parallel_regions(restore_threads, monkeypatch):
+    """The warm-up region and empty epoch run once per process and kind of kernel;
+    with the held-up probe's answer still valid, a later fit runs only its epochs:
+    on a busy machine every region costs a time slice, and the drop-in fits once
+    per epoch."""
+    from fastbp import _threads, _training
+    from fastbp.kernels import train
+
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 60.0)
+    numba.set_num_threads(2)
+    sizes = [6, 9, 3]
+    X, T = make_problem(sizes, "linear", "mse", 32)
+    model = make_model(sizes, "tanh", "linear", "mse")
+    model.fit(X, T, batch_size=8)
+    regions, empty_epochs = [], []
+    real_probe, real_epoch = train.region_probe, train.train_epoch_gemm_par
+    monkeypatch.setattr(train, "region_probe", lambda out: regions.append(real_probe(out)))
+
+    def epoch(*args):
+        empty_epochs.append(args[9].shape[0] == 0)  # order
+        return real_epoch(*args)
+
+    monkeypatch.setattr(train, "train_epoch_gemm_par", epoch)
+    for _ in range(3):
+        model.fit(X, T, batch_size=8)
+    assert regions == [] and empty_epochs == [False] * 3
+    assert (False, True, model.dtype) in _training._WARM
