@@ -94,6 +94,22 @@ PROBE_VALID_SECONDS = 0.25
 _last_probe = [-1.0, False]  # (when, answer)
 
 
+@contextlib.contextmanager
+def forced(parallel):
+    """Within the block, every batch that can run in parallel does (``parallel``
+    True; the cores count as free) or none does (False): for ``fastbp compile``,
+    which must build both kernels whatever the machine's load and the data's size."""
+    global PARALLEL_MIN_FLOPS
+    before = PARALLEL_MIN_FLOPS, list(_last_probe)
+    PARALLEL_MIN_FLOPS = 0.0 if parallel else float("inf")
+    _last_probe[:] = time.perf_counter() + 1e9, False  # "not held up", for the block
+    try:
+        yield
+    finally:
+        PARALLEL_MIN_FLOPS = before[0]
+        _last_probe[:] = before[1]
+
+
 def parts(parallel):
     """How many parts the batch kernels split a batch into: one per thread for a
     parallel run, else SERIAL_PARTS. Results do not depend on it."""

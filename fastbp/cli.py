@@ -278,7 +278,7 @@ def build_parser():
         "compile", help="compile every kernel into the cache ahead of time",
         description="Compile the kernels each API call needs into the cache folder "
         "(see `fastbp cache`), with the time each step took, so that the first fit, "
-        "evaluate and predict do not pay the JIT compile (about two minutes for "
+        "evaluate and predict do not pay the JIT compile (all of it: ~140 s on 2 cores, "
         "both dtypes). For Docker images and CI.",
     )
     k.add_argument("--dtype", nargs="+", choices=("float32", "float64"),

@@ -132,3 +132,29 @@ def test_cache_and_compile_commands(tmp_path):
     out = _run(cli, env, tmp_path, "cache", "--clear")
     assert out.startswith("removed 1 folder(s)")
     assert not folder.exists()
+
+
+def test_compile_runs_both_builds_of_each_path(monkeypatch, restore_threads):
+    """Which build a call uses depends on the data's size and the load: fastbp
+    compile forces each, so both are in the cache afterwards."""
+    import numba
+
+    from fastbp import _compile
+    from fastbp.kernels import batch
+
+    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+    called = []
+    for module, names in ((train, ("train_epoch_gemm", "train_epoch_gemm_par")),
+                          (batch, ("dataset_pass", "dataset_pass_par", "dataset_gradients",
+                                   "dataset_gradients_par"))):
+        for name in names:
+            real = getattr(module, name)
+            monkeypatch.setattr(module, name, lambda *a, _n=name, _r=real: (
+                called.append(_n), _r(*a))[1])
+    lines = []
+    _compile.compile_kernels(("float64",), ("batch", "inference"), out=lines.append)
+    expected = {"train_epoch_gemm", "dataset_pass", "dataset_gradients"}
+    if numba.get_num_threads() > 1:
+        expected |= {name + "_par" for name in expected}
+    assert expected <= set(called)
+    assert any("parallel" in line for line in lines) == (numba.get_num_threads() > 1)
