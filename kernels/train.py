@@ -2,8 +2,10 @@
 
 ``train_epoch_online`` (batch size 1, serial: forward, then the backward pass
 fused with the update, per sample), ``train_epoch_gemm`` (mini-batches: the
-stages of :mod:`fastbp.kernels.batch`, serially or in one parallel region), and
-``region_probe`` (the library's check whether other processes hold the cores).
+stages of :mod:`fastbp.kernels.batch`, serially) and ``train_epoch_gemm_par``
+(the same in one parallel region; a separate entry point so that each call
+compiles only the build it runs), and ``region_probe`` (the library's check
+whether other processes hold the cores).
 
 The one-region parallel scheduler (``_epoch_parallel``)
 --------------------------------------------------------
@@ -231,7 +233,7 @@ def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, params, layout, 
             start = cycles()
             # Task c of the phase, written here rather than as a function of its own:
             # numba re-optimises each caller's whole call tree, and that level cost
-            # ~2.5 s of a first fit's compile (784-256-128-10, empty cache).
+            # ~1.3 s of a first fit's compile (784-256-128-10, empty cache).
             if phase == GATHER:
                 _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
             elif phase == FIRST:
