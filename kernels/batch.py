@@ -36,8 +36,10 @@ signature and a call compiles only the build it runs:
   indices (unsigned) are cast to ``np.int64``. Numba compiles a callee again for
   each literal ``True``/``0`` and for uint64 against int64.
 
-Measured on 784-256-128-10 float32 with an empty cache, in one process: a
-first fit at batch 32 took 31 s (52-55 s before), then evaluate 18 s (23-25 s).
+Measured on 784-256-128-10 float32 with an empty cache, in one process, with
+the two levels removed in kernels/train.py too (``python -m
+fastbp.bench.coldstart``): a first fit at batch 32 took 24 s (52-55 s before),
+then evaluate 11.5 s (21-25 s).
 """
 
 import numpy as np
