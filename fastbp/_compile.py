@@ -2,15 +2,14 @@
 CI), so that no user call pays the JIT compile.
 
 Each step is a call of the public API on a few samples, so it compiles exactly
-the specialisations that call makes: one per dtype, path and build. The mini-batch
-and inference paths are run twice, with the serial and (on more than one numba
-thread) the parallel build forced, since which one a call uses depends on the
-data's size and the machine's load.
+the specialisations that call makes: one kernel per dtype and path. Every
+mini-batch fit, evaluate, loss, gradients and predict runs the same kernel
+(kernels.train.region), serially or on several threads; the parallel regions
+also run a probe kernel (fastbp._threads.held_up), compiled here on one thread too.
 """
 
 import time
 
-import numba
 import numpy as np
 
 from fastbp import _threads
@@ -27,17 +26,12 @@ def _steps(dtype, paths):
     Y = np.eye(3, dtype=dtype)[np.arange(8) % 3]
     model = Model([4, 5, 3], dtype=dtype, seed=0)
     if "online" in paths:
-        yield "fit, batch size 1", None, lambda: model.fit(X, Y, batch_size=1)
-    builds = (False, True) if numba.get_num_threads() > 1 else (False,)
-    for parallel in builds:
-        build = "parallel" if parallel else "serial"
-        if "batch" in paths:
-            yield f"fit, mini-batch, {build}", parallel, lambda: model.fit(X, Y, batch_size=4)
-        if "inference" in paths:
-            yield (f"evaluate+gradients, {build}", parallel,
-                   lambda: (model.evaluate(X, Y), model.gradients(X, Y)))
+        yield "fit, batch size 1", lambda: model.fit(X, Y, batch_size=1)
+    if "batch" in paths:
+        yield "fit, mini-batch", lambda: model.fit(X, Y, batch_size=4)
     if "inference" in paths:
-        yield "predict", None, lambda: model.predict(X)
+        yield "evaluate, gradients, predict", lambda: (
+            model.evaluate(X, Y), model.gradients(X, Y), model.predict(X))
 
 
 def compile_kernels(dtypes=DTYPES, paths=PATHS, out=print):
@@ -48,14 +42,14 @@ def compile_kernels(dtypes=DTYPES, paths=PATHS, out=print):
     out(f"compiling into {_cache.CACHE_DIR or '(no cache folder: nothing is kept)'}")
     start = time.perf_counter()
     for dtype in dtypes:
-        for name, parallel, call in _steps(dtype, paths):
+        for name, call in _steps(dtype, paths):
             t = time.perf_counter()
-            if parallel is None:
-                call()
-            else:
-                with _threads.forced(parallel):
-                    call()
+            call()
             out(f"  {dtype:8s} {name:30s} {time.perf_counter() - t:6.1f} s")
+    if "batch" in paths or "inference" in paths:
+        t = time.perf_counter()
+        _threads.probe_seconds(1)
+        out(f"  {'':8s} {'thread probe':30s} {time.perf_counter() - t:6.1f} s")
     total = time.perf_counter() - start
     out(f"done in {total:.1f} s")
     return total

@@ -1,6 +1,8 @@
-"""Thread policy: how many numba threads a call runs on, and when a batch is big
-enough for a parallel region. Results never depend on any of it."""
+"""Thread policy: how many threads a call runs on, when a batch is big enough for
+a parallel region, and the regions themselves (``run_region``). Results never
+depend on any of it."""
 
+import concurrent.futures
 import contextlib
 import os
 import time
@@ -86,28 +88,13 @@ SERIAL_PARTS = 1
 # ~0.2 ms).
 HELD_UP_SECONDS = 1e-3
 PROBES = 5
+PROBE_ROUNDS = 20  # barriers per probe region
 # An answer of held_up() stands for this long: the drop-in calls fit once per
 # epoch (a few ms each on the digits), and five probes per call cost up to one
 # held-up region (~8 ms) each time on a busy machine. Reprobing every 0.25 s bounds
 # that to a few % and still notices load that comes or goes within a second.
 PROBE_VALID_SECONDS = 0.25
 _last_probe = [-1.0, False]  # (when, answer)
-
-
-@contextlib.contextmanager
-def forced(parallel):
-    """Within the block, every batch that can run in parallel does (``parallel``
-    True; the cores count as free) or none does (False): for ``fastbp compile``,
-    which must build both kernels whatever the machine's load and the data's size."""
-    global PARALLEL_MIN_FLOPS
-    before = PARALLEL_MIN_FLOPS, list(_last_probe)
-    PARALLEL_MIN_FLOPS = 0.0 if parallel else float("inf")
-    _last_probe[:] = time.perf_counter() + 1e9, False  # "not held up", for the block
-    try:
-        yield
-    finally:
-        PARALLEL_MIN_FLOPS = before[0]
-        _last_probe[:] = before[1]
 
 
 def parts(parallel):
@@ -123,20 +110,100 @@ def parallel(rows, sizes):
 
 
 def held_up():
-    """Whether numba's threads are held up by other processes right now (any of
-    five probe regions over 1 ms; ~15 us in all on free cores; the answer is
-    reused for PROBE_VALID_SECONDS). Then an epoch runs its serial kernels, which
-    give the same bits."""
+    """Whether a region's threads are held up by other processes right now (any of
+    five probe regions over 1 ms; ~0.1 ms in all on free cores; the answer is
+    reused for PROBE_VALID_SECONDS). Then an epoch runs serially, with the same
+    bits."""
     now = time.perf_counter()
     if now - _last_probe[0] < PROBE_VALID_SECONDS:
         return _last_probe[1]
-    out = np.zeros(2)
     answer = False
     for _ in range(PROBES):
-        start = time.perf_counter()
-        ktrain.region_probe(out)
-        if time.perf_counter() - start > HELD_UP_SECONDS:
+        if probe_seconds(numba.get_num_threads()) > HELD_UP_SECONDS:
             answer = True
             break
     _last_probe[:] = time.perf_counter(), answer
     return answer
+
+
+def probe_seconds(n):
+    """Seconds that one probe region of ``n`` threads (PROBE_ROUNDS barriers) took;
+    infinity when a thread gave up waiting at a barrier (HELD_UP_SECONDS)."""
+    sync = np.zeros(PROBE_ROUNDS + 1, np.int64)
+    budget = np.int64(min(HELD_UP_SECONDS * _cycles_per_second(), 2.0**62))
+    start = time.perf_counter()
+    launch(ktrain.probe, n, (np.int64(n), sync, np.int64(PROBE_ROUNDS), budget))
+    seconds = time.perf_counter() - start
+    return float("inf") if sync[PROBE_ROUNDS] else seconds
+
+
+_rate = []  # cycles per second of the CPU's counter, measured once
+
+
+def _cycles_per_second():
+    """The cycle counter's rate, timed over 1 ms (once per process); 0: no counter
+    (then the probe's threads never give up early)."""
+    if not _rate:
+        c0, t0 = ktrain.cycle_count(), time.perf_counter()
+        while time.perf_counter() - t0 < 1e-3:
+            pass
+        c1, t1 = ktrain.cycle_count(), time.perf_counter()
+        _rate.append(max(0.0, (c1 - c0) / (t1 - t0)))
+    return _rate[0] or float("inf")
+
+
+# -- regions: numba's own threads run nothing of fastbp's -------------------------------
+#
+# A region is one serial nogil kernel called on ``parts`` threads at once (thread 0
+# is the caller's), which wait for each other inside the kernel (see
+# fastbp.kernels.train). prange would do the same, but numba's parallel build of
+# a kernel costs a second compile of its whole call tree: measured on
+# 784-256-128-10 float32 with an empty cache, a first fit + evaluate + predict
+# took 14.5 s against 37 s with prange kernels (see kernels/train.py).
+
+_pool = []  # the executor, made on first use
+
+
+def launch(kernel, parts, args):
+    """kernel(me, *args) for me = 0 .. parts - 1 at once, me = 0 on this thread;
+    returns when all have returned (also on KeyboardInterrupt: the other threads
+    write the caller's arrays), then re-raises any thread's exception."""
+    if parts == 1:
+        kernel(np.int64(0), *args)
+        return
+    if not _pool:
+        _pool.append(concurrent.futures.ThreadPoolExecutor(
+            max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="fastbp"))
+    others = [_pool[0].submit(kernel, np.int64(me), *args) for me in range(1, parts)]
+    interrupted = None
+    try:
+        kernel(np.int64(0), *args)
+    finally:
+        while True:
+            try:
+                concurrent.futures.wait(others)
+                break
+            except KeyboardInterrupt as exc:  # wait on: they still write the arrays
+                interrupted = exc
+    for future in others:
+        future.result()
+    if interrupted is not None:
+        raise interrupted
+
+
+def run_region(parallel, mode, want_loss, params, buf1, buf2, layout, codes, hyper, step, X,
+               T, order, weights, batch_size, acts, zs, deltas, losses, grads, sums, out):
+    """One ``kernels.train.region`` call over the batches of ``order`` (mode TRAIN,
+    GRADIENTS or PASS), on parts(parallel) threads or serially: the loss sum."""
+    n_parts = parts(parallel)
+    slots = size = 0
+    if parallel:
+        n_batches = -(-order.shape[0] // batch_size)
+        slots, size = ktrain.sync_size(layout, n_parts, n_batches)
+    total = np.zeros(1)
+    args = (np.bool_(not parallel), np.int64(n_parts), np.int64(mode), np.bool_(want_loss),
+            np.int64(slots), params, buf1, buf2, layout, codes, hyper, np.int64(step), X, T,
+            order, weights, np.int64(batch_size), acts, zs, deltas, losses, grads, sums, out,
+            np.zeros(size, np.int64), total)
+    launch(ktrain.region, n_parts if parallel else 1, args)
+    return total[0]

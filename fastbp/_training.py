@@ -156,12 +156,15 @@ def _epoch_kernel(model, batch_size, n):
 
         return run
     rows = min(batch_size, n)
-    scratch = (*_buffers.batch_scratch(model.params, model._layout, rows, model.dtype),
-               _buffers.line_aligned_zeros(model.params.size, model.dtype))
+    acts, zs, deltas, losses = _buffers.batch_scratch(model.params, model._layout, rows,
+                                                      model.dtype)
+    grads = _buffers.line_aligned_zeros(model.params.size, model.dtype)
+    no_out = np.empty((0, model.sizes[-1]), dtype=model.dtype)
 
-    def run(head, order, weights, parallel):  # each build compiles when first run
-        epoch = ktrain.train_epoch_gemm_par if parallel else ktrain.train_epoch_gemm
-        return epoch(*head, order, weights, batch_size, _threads.parts(parallel), *scratch)
+    def run(head, order, weights, parallel):
+        return _threads.run_region(parallel, ktrain.TRAIN, True, *head, order, weights,
+                                   batch_size, acts, zs, deltas, losses, grads, grads[:0],
+                                   no_out)
 
     return run
 
@@ -201,7 +204,7 @@ class _Loop:
         kind = (self.batch_size == 1, self.parallel, self.model.dtype)
         if kind not in _WARM:
             if self.parallel:
-                ktrain.region_probe(np.zeros(2))  # loaded too, outside the timing
+                _threads.held_up()  # the probe kernel loaded too, outside the timing
             self.run(self.model._optimizer.step, np.arange(0), self.parallel)
             _WARM.add(kind)
         return time.perf_counter() - start

@@ -6,7 +6,6 @@ The parts behind it: :mod:`fastbp.optim` (optimizer settings and state),
 ``fastbp._threads`` (thread policy).
 """
 
-import numba
 import numpy as np
 
 from fastbp import _buffers, _codes, _persist, _threads, _training, optim
@@ -14,13 +13,13 @@ from fastbp import _validation as v
 from fastbp import callbacks as fcallbacks
 from fastbp import schedules as fschedules
 from fastbp._training import History, TrainingDivergedError
-from fastbp.kernels import batch as kbatch
-from fastbp.kernels import forward as kforward
-from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
+from fastbp.kernels.codes import N_HYPER
+from fastbp.kernels.layout import BOFF, WOFF, make_layout
+from fastbp.kernels.train import GRADIENTS, PASS
 
 __all__ = ["History", "Model", "TrainingDivergedError"]
 
-# Rows of scratch per chunk when a whole data set goes through ``dataset_pass``:
+# Rows of scratch per chunk when a whole data set goes through a region (PASS):
 # a fixed size (not the thread count) keeps sums identical at any thread count.
 _PASS_CHUNK = 256
 
@@ -177,33 +176,32 @@ class Model:
         return Xc, T
 
     def _pass(self, Xc, T, want_loss, want_grads):
-        """(loss sum, outputs, gradient sums or None) over all samples: one kernel
-        call. Each build and kind of pass is its own kernel, compiled when first used."""
+        """(loss sum, outputs, gradient sums or None) over all samples: one region
+        (kernels.train.region), chunks of _PASS_CHUNK rows."""
         rows = min(_PASS_CHUNK, Xc.shape[0])
         out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
-        parallel = _threads.parallel(rows, self.sizes)
-        head = (self.params, self._layout, self._codes, Xc, T)
-        scratch = _buffers.batch_scratch(self.params, self._layout, rows, self.dtype)
-        parts = _threads.parts(parallel)
-        if not want_grads:
-            run = kbatch.dataset_pass_par if parallel else kbatch.dataset_pass
-            return run(*head, want_loss, parts, *scratch, out), out, None
-        grads, chunk_grads = (_buffers.line_aligned_zeros(self.params.size, self.dtype)
-                              for _ in range(2))
-        run = kbatch.dataset_gradients_par if parallel else kbatch.dataset_gradients
-        return run(*head, parts, *scratch, chunk_grads, out, grads), out, grads
+        empty = self.params[:0]  # no optimizer state, no sample weights
+        grads = sums = empty
+        if want_grads:
+            grads, sums = (_buffers.line_aligned_zeros(self.params.size, self.dtype)
+                           for _ in range(2))
+        total = _threads.run_region(
+            _threads.parallel(rows, self.sizes), GRADIENTS if want_grads else PASS, want_loss,
+            self.params, empty, empty, self._layout, self._codes, np.zeros(N_HYPER), 0, Xc, T,
+            np.arange(Xc.shape[0]), empty, rows,
+            *_buffers.batch_scratch(self.params, self._layout, rows, self.dtype), grads, sums,
+            out)
+        return total, out, sums if want_grads else None
 
     # -- inference --------------------------------------------------------------
 
     def predict(self, X):
         """Output activations a^L, shape (n_samples, n_out); (n_out,) for a 1-D X."""
         Xc, one_sample = self._X(X, allow_1d=True)
-        _threads.cap_to_cores()
-        threads = numba.config.NUMBA_NUM_THREADS  # thread ids run up to this
-        A = np.zeros((threads, row_width(self._layout)), dtype=self.dtype)
-        Z = np.zeros_like(A)
-        out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
-        kforward.predict_batch(self.params, self._layout, self._codes, Xc, out, A, Z)
+        if Xc.shape[0] == 0:
+            return np.empty((0, self.sizes[-1]), dtype=self.dtype)
+        no_targets = np.empty((0, self.sizes[-1]), dtype=self.dtype)
+        _, out, _ = self._pass(Xc, no_targets, False, False)
         return out[0] if one_sample else out
 
     def loss(self, X, Y):

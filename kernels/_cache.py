@@ -7,7 +7,7 @@ this package plus the numba, llvmlite and Python versions and the settings that
 change the generated code (``_CODEGEN_ENV``). So an upgrade or an edit of any
 kernel file, callee or caller, starts a new folder. Numba's own
 check looks only at each function's own file: edit kernels/tiles.py and
-train.train_epoch_gemm would load its old machine code.
+train.region would load its old machine code.
 
 ``<root>`` is the first of these that is set:
 

@@ -1,7 +1,8 @@
 """Mini-batch stages: one batch's forward, loss, delta recursion, gradient and
 update, from the register-tile products of :mod:`fastbp.kernels.tiles`
-(Z = A W^T, D' = D W, dW = D^T A); and ``dataset_pass`` (outputs, loss and
-gradient of a whole data set). Epochs: :mod:`fastbp.kernels.train`.
+(Z = A W^T, D' = D W, dW = D^T A), each split into parts. The kernel that runs
+them, for epochs and whole-data-set passes alike: ``region`` in
+:mod:`fastbp.kernels.train`.
 
 Batch matrices are stored layer-major: the activations of layer l for the
 batch are one C-contiguous (B, n_l) block at ``B * layout[UNIT, l]`` of a flat
@@ -20,34 +21,21 @@ A batch is two steps, each split into ``parts`` parts:
 
 Every element of a product comes out of one tile with a fixed order of
 operations (see kernels/tiles.py), so how the rows are split into parts does
-not change a bit; the serial step functions run the parts in a loop, the
-``_par`` ones in a parallel region per step (``batch_step_par``), and
-train._epoch_parallel as tasks of one region per epoch: the parameters are
-bit-identical with 1 or 2 threads. ``cuts`` (empty: equal parts) places the
-part boundaries (see _bounds).
+not change a bit: the parameters are bit-identical serially and on any number
+of threads. ``cuts`` (empty: equal parts) places the part boundaries (see
+_bounds).
 
-Compile time is what a new user waits for, so each kernel has one type
-signature and a call compiles only the build it runs:
-
-- the serial and parallel builds are separate entry points (``batch_step`` /
-  ``batch_step_par``, ``dataset_pass`` / ``dataset_pass_par``, and the
-  gradient apart: ``dataset_gradients`` / ``_par``), chosen by the caller;
-- constants passed to a kernel are ``np.bool_``/``np.int64`` values, and prange
-  indices (unsigned) are cast to ``np.int64``. Numba compiles a callee again for
-  each literal ``True``/``0`` and for uint64 against int64.
-
-Measured on 784-256-128-10 float32 with an empty cache, in one process, with
-the two levels removed in kernels/train.py too (``python -m
-fastbp.bench.coldstart``): a first fit at batch 32 took 24 s (52-55 s before),
-then evaluate 11.5 s (21-25 s).
+Compile time is what a new user waits for, so each function has one type
+signature: constants passed to a kernel are ``np.bool_``/``np.int64`` values
+(numba compiles a callee again for each literal ``True``/``0`` and for uint64
+against int64).
 """
 
-import numpy as np
-from numba import prange, uint64
+from numba import uint64
 
-from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import activate, losses_and_deltas, scale_by_derivative
-from fastbp.kernels.codes import H_L2, H_LR, H_WD, N_HYPER, SOFTMAX
+from fastbp.kernels.codes import H_L2, H_LR, H_WD, SOFTMAX
 from fastbp.kernels.intrinsics import prefetch
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
@@ -198,37 +186,6 @@ def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, 
         scale_by_derivative(zs[lo:hi], acts[lo:hi], deltas[lo:hi], codes[0])  # flat run
 
 
-@jit_serial
-def _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                  acts, zs, deltas, losses, want_loss, want_delta, cuts):
-    for c in range(parts):
-        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
-    from_layer = 1
-    if layout.shape[1] > 2:  # a hidden first layer: by units (see _first_layer_part)
-        for c in range(parts):
-            _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
-        from_layer = 2
-    for c in range(parts):
-        _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts)
-
-
-@jit_parallel
-def _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, want_loss, want_delta, cuts):
-    for c in prange(parts):  # prange's index is unsigned: np.int64, one signature
-        _gather_part(np.int64(c), parts, layout, X, T, order, first, n, rows, acts, cuts)
-    from_layer = 1
-    if layout.shape[1] > 2:
-        for c in prange(parts):
-            _first_layer_part(np.int64(c), parts, params, layout, codes, n, rows, acts, zs,
-                              cuts)
-        from_layer = 2
-    for c in prange(parts):
-        _samples_part(np.int64(c), parts, params, layout, codes, T, order, weights, first, n,
-                      rows, acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts)
-
-
 # -- step 2: gradient (and update) for one part of the rows of one W^l --------------
 
 
@@ -242,8 +199,8 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     to the weights' gradient, folded into their decay; biases get weight_decay
     (hyper[H_WD]) only.
 
-    Tasks run part-major so that prange's contiguous split hands each thread
-    the same part of every layer: layer-major put all of the big first layer on
+    Tasks run part-major so that each thread owns the same part of every
+    layer: layer-major put all of the big first layer on
     one thread (measured: 2 threads 1.4x instead of 1.8x on 784-256-128-10)."""
     n_layers = layout.shape[1] - 1
     l = task % n_layers + 1
@@ -281,53 +238,6 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
 
 
 @jit_serial
-def _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2,
-               hyper, step, update, count, cuts):
-    for task in range((layout.shape[1] - 1) * parts):
-        _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads,
-                   buf1, buf2, hyper, step, update, count, cuts)
-
-
-@jit_parallel
-def _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
-                   buf2, hyper, step, update, count, cuts):
-    for task in prange((layout.shape[1] - 1) * parts):
-        _rows_part(np.int64(task), parts, params, layout, n, rows, acts, deltas, grads,
-                   buf1, buf2, hyper, step, update, count, cuts)
-
-
-# -- a batch, an epoch, a data set ----------------------------------------------------
-
-
-@jit_serial
-def batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-               deltas, losses, grads, buf1, buf2, hyper, step, update, count, parts):
-    """Samples order[first:first+n]: forward, losses[:n], delta recursion, gradient
-    SUMS into ``grads`` (weighted by ``weights`` unless it is empty) and, with
-    ``update``, the optimizer step with gradient sum / ``count`` (Adam step
-    number ``step``). Buffers hold ``rows`` >= n samples (see module doc).
-    Serial; ``batch_step_par`` is the same in two parallel regions."""
-    equal = hyper[:0]  # no cuts: equal parts
-    _samples_step(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                  acts, zs, deltas, losses, np.bool_(True), np.bool_(True), equal)
-    _rows_step(parts, params, layout, n, rows, acts, deltas, grads, buf1,
-               buf2, hyper, step, update, count, equal)
-
-
-@jit_serial
-def batch_step_par(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-                   deltas, losses, grads, buf1, buf2, hyper, step, update, count, parts):
-    """``batch_step`` with each step in a parallel region of ``parts`` parts: a
-    kernel of its own so that a serial call never compiles the parallel build
-    (and the other way round)."""
-    equal = hyper[:0]
-    _samples_step_par(parts, params, layout, codes, X, T, order, weights, first, n, rows,
-                      acts, zs, deltas, losses, np.bool_(True), np.bool_(True), equal)
-    _rows_step_par(parts, params, layout, n, rows, acts, deltas, grads, buf1,
-                   buf2, hyper, step, update, count, equal)
-
-
-@jit_serial
 def _batch_count(weights, order, first, n):
     """The batch's total sample weight (its sample count without weights)."""
     if weights.shape[0] == 0:
@@ -336,97 +246,3 @@ def _batch_count(weights, order, first, n):
     for s in range(n):  # in sample order
         count += weights[order[first + s]]
     return count
-
-
-@jit_serial
-def _pass_chunk_end(acts, layout, rows, first, n, want_loss, losses, out):
-    """A chunk's outputs into out[first:first+n]; its loss sum (0 without want_loss)."""
-    last = _layer(acts, layout, rows, layout.shape[1] - 1, n)
-    for s in range(n):  # a loop: a slice assignment compiles numba's shape checks
-        for k in range(last.shape[1]):
-            out[first + s, k] = last[s, k]
-    total = 0.0
-    if want_loss:
-        for s in range(n):
-            total += losses[s]
-    return total
-
-
-@jit_serial
-def dataset_pass(params, layout, codes, X, T, want_loss, parts, acts, zs, deltas, losses,
-                 out):
-    """Outputs a^L of every sample of X into ``out``; with ``want_loss`` returns
-    the loss sum against T. Works through X in chunks of ``losses.shape[0]``
-    samples (a fixed size), adding the losses in sample order. Serial;
-    ``dataset_pass_par`` gives the same bits with parallel regions, and
-    ``dataset_gradients(_par)`` adds the gradient: four kernels, so that each
-    call compiles only what it runs.
-    """
-    rows = losses.shape[0]
-    order = np.arange(X.shape[0])
-    total = 0.0
-    for first in range(0, X.shape[0], rows):
-        n = min(rows, X.shape[0] - first)
-        _samples_step(parts, params, layout, codes, X, T, order, params[0:0], first, n, rows,
-                      acts, zs, deltas, losses, want_loss, np.bool_(False), np.zeros(0))
-        total += _pass_chunk_end(acts, layout, rows, first, n, want_loss, losses, out)
-    return total
-
-
-@jit_serial
-def dataset_pass_par(params, layout, codes, X, T, want_loss, parts, acts, zs, deltas,
-                     losses, out):
-    """``dataset_pass`` with each chunk in parallel regions of ``parts`` parts."""
-    rows = losses.shape[0]
-    order = np.arange(X.shape[0])
-    total = 0.0
-    for first in range(0, X.shape[0], rows):
-        n = min(rows, X.shape[0] - first)
-        _samples_step_par(parts, params, layout, codes, X, T, order, params[0:0], first, n,
-                          rows, acts, zs, deltas, losses, want_loss, np.bool_(False),
-                          np.zeros(0))
-        total += _pass_chunk_end(acts, layout, rows, first, n, want_loss, losses, out)
-    return total
-
-
-@jit_serial
-def dataset_gradients(params, layout, codes, X, T, parts, acts, zs, deltas, losses,
-                      chunk_grads, out, grads):
-    """``dataset_pass`` with the loss, plus the gradient SUM over X into ``grads``
-    (no update; chunk sums added in order). Serial."""
-    rows = losses.shape[0]
-    order = np.arange(X.shape[0])
-    no_state = params[0:0]  # also: no sample weights
-    total = 0.0
-    for first in range(0, X.shape[0], rows):
-        n = min(rows, X.shape[0] - first)
-        batch_step(params, layout, codes, X, T, order, no_state, first, n, rows, acts, zs,
-                   deltas, losses, chunk_grads, no_state, no_state, np.zeros(N_HYPER),
-                   np.int64(0), np.bool_(False), float(n), parts)
-        _add_into(grads, chunk_grads)
-        total += _pass_chunk_end(acts, layout, rows, first, n, np.bool_(True), losses, out)
-    return total
-
-
-@jit_serial
-def dataset_gradients_par(params, layout, codes, X, T, parts, acts, zs, deltas, losses,
-                          chunk_grads, out, grads):
-    """``dataset_gradients`` with each chunk in parallel regions of ``parts`` parts."""
-    rows = losses.shape[0]
-    order = np.arange(X.shape[0])
-    no_state = params[0:0]
-    total = 0.0
-    for first in range(0, X.shape[0], rows):
-        n = min(rows, X.shape[0] - first)
-        batch_step_par(params, layout, codes, X, T, order, no_state, first, n, rows, acts,
-                       zs, deltas, losses, chunk_grads, no_state, no_state, np.zeros(N_HYPER),
-                       np.int64(0), np.bool_(False), float(n), parts)
-        _add_into(grads, chunk_grads)
-        total += _pass_chunk_end(acts, layout, rows, first, n, np.bool_(True), losses, out)
-    return total
-
-
-@jit_serial
-def _add_into(grads, chunk_grads):
-    for k in range(grads.shape[0]):
-        grads[k] += chunk_grads[k]

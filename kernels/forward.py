@@ -1,9 +1,7 @@
-"""Forward pass: one sample (``forward_sample``) and many (``predict_batch``)."""
+"""Forward pass of one sample (``forward_sample``: online training; many samples
+go through train.region)."""
 
-import numba
-from numba import prange
-
-from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import activate
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
 from fastbp.kernels.tiles import matvec
@@ -33,30 +31,3 @@ def forward_sample(params, layout, codes, a, z):
             for i in range(n_out):
                 z_l[i] += params[b_off + i]
         activate(z_l, a[start : start + n_out], codes[0] if l < n_layers else codes[1])
-
-
-@jit_serial
-def load_input(x, a):
-    """Copy one input sample into the a^0 slot of its row."""
-    for j in range(x.shape[0]):
-        a[j] = x[j]
-
-
-@jit_parallel
-def predict_batch(params, layout, codes, X, out, A, Z):
-    """out[s] = a^L(X[s]) for every sample, parallel over samples.
-
-    ``A``/``Z`` are scratch rows, one per possible thread id
-    (``numba.config.NUMBA_NUM_THREADS`` rows of width U). Each sample is computed
-    whole by one thread into its own ``out`` row, so the result does not depend
-    on the thread count.
-    """
-    n_layers = layout.shape[1] - 1
-    start = layout[UNIT, n_layers]
-    n_out = layout[SIZE, n_layers]
-    for s in prange(X.shape[0]):
-        tid = numba.get_thread_id()
-        load_input(X[s], A[tid])
-        forward_sample(params, layout, codes, A[tid], Z[tid])
-        for k in range(n_out):  # a loop: a slice assignment compiles numba's shape
-            out[s, k] = A[tid, start + k]  # checks (~1.5 s of a first predict)

@@ -1,31 +1,33 @@
-"""Epoch drivers: a whole epoch in one compiled call.
+"""Epochs and whole-data-set passes: each one compiled call.
 
 ``train_epoch_online`` (batch size 1, serial: forward, then the backward pass
-fused with the update, per sample), ``train_epoch_gemm`` (mini-batches: the
-stages of :mod:`fastbp.kernels.batch`, serially) and ``train_epoch_gemm_par``
-(the same in one parallel region; a separate entry point so that each call
-compiles only the build it runs), and ``region_probe`` (the library's check
-whether other processes hold the cores).
+fused with the update, per sample); ``region``, the one kernel of every other
+call -- mini-batch epochs (mode TRAIN), gradients over a data set (GRADIENTS),
+outputs and loss (PASS: evaluate, loss, predict) -- run serially or on several
+threads at once; and ``probe``, the library's check whether other processes
+hold the cores.
 
-The one-region parallel scheduler (``_epoch_parallel``)
---------------------------------------------------------
+Regions
+-------
 
-Contract: the same parameters, bit for bit, as the serial epoch, however many
-threads the region really gets and however the work is cut between them.
+Contract: the same bits, serially or on any number of threads, however many of
+them really run at once and however the work is cut between them.
 
-Protocol. ``parts`` threads (``me`` = 0 .. parts - 1) run every batch of the
-epoch inside one ``prange``. A batch is four phases, each a set of tasks:
+A region is ``region`` called with the same arguments on ``parts`` threads
+(``me`` = 0 .. parts - 1; fastbp._threads.launch starts them: Python threads
+calling a nogil kernel, not numba's prange). A batch is four phases, each a set
+of tasks:
 
     GATHER   parts tasks: part c of the samples' inputs into a^0
     FIRST    parts tasks: part c of the first hidden layer's units (nets with a
              hidden layer only)
     SAMPLES  parts tasks: part c of the samples, forward to the loss and the
-             delta recursion
+             delta recursion (outside TRAIN: their outputs into ``out``)
     ROWS     L * parts tasks, part-major (task = c L + l - 1): part c of the rows
-             of W^l, gradient and update; then one more task adding the batch's
-             losses to the epoch's sum in sample order
+             of W^l, gradient and update (GRADIENTS: added into the sums; PASS:
+             none); then one more task adding the batch's losses in sample order
 
-``sync`` (int64, ``_sync_slots`` zeros per batch) holds per batch a done count
+``sync`` (int64, ``sync_size`` zeros per batch) holds per batch a done count
 per phase, a claim flag per task and the cycles each part took. Each task has an
 owner (``_owner``: the thread of its part). In each phase a thread first claims
 all its own tasks (``claim``: compare-and-swap of the task's flag from 0 to
@@ -34,8 +36,9 @@ whose owner has not reached the phase; each finished task adds its cycles to its
 part's count, then 1 to the phase's done count (``fetch_add``, sequentially
 consistent). A thread leaves the phase when the done count reaches the number
 of tasks (``load_acquire`` in a ``spin_pause`` loop), so every write of the phase
-is visible to it. So no thread waits for a task nobody takes, even when the
-region gets fewer threads than parts.
+is visible to it. So no thread waits for a task nobody takes, even when fewer
+threads run than parts (a thread started late finds its work done). A serial
+call (``alone``) runs the tasks in order with no counters.
 
 Cuts. The parts are not fixed halves: before each batch every thread computes
 the same new ``cuts`` (``_rebalance``) from the cycles each part took in the batch
@@ -48,24 +51,29 @@ of operations; the loss sum is one task adding in sample order.
 Why. A phase boundary costs a cache line passed between the cores (~0.1-1 us)
 where a parallel region per phase cost ~3 us to start and end (measured with the
 cycle counter on 784-256-128-10 at batch 32, 2 threads: ~13 us of a ~240 us
-batch). Owners keep part c's rows of W^1 in one core's cache from batch to batch
-(as prange's static split does). Rebalancing: measured on L, one core 30-50%
-busy with another process, +20-25% samples/s.
+batch). Owners keep part c's rows of W^1 in one core's cache from batch to batch.
+Rebalancing: measured on L, one core 30-50% busy with another process, +20-25%
+samples/s. One kernel for every call, and no prange: what a new user waits for
+is compile time, and numba compiles a prange kernel's call tree a second time
+(its parallel build) and each entry point's whole call tree again. Measured on
+784-256-128-10 float32, empty cache, 2 alternating runs: a first fit at batch 32,
+then evaluate and predict, took 14.2-14.8 s in all (evaluate and predict compile
+nothing), against 36-38 s with serial and prange builds of separate epoch, pass,
+gradient and predict kernels (fit 23-25 s, evaluate 11 s, predict 2.2 s).
 """
 
 import numpy as np
-from numba import prange
 
-from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import losses_and_deltas
 from fastbp.kernels.backward import online_step
 from fastbp.kernels.batch import (
     _batch_count,
+    _bounds,
     _first_layer_part,
     _gather_part,
     _rows_part,
     _samples_part,
-    batch_step,
 )
 from fastbp.kernels.codes import H_L2, H_WD
 from fastbp.kernels.forward import forward_sample
@@ -77,19 +85,7 @@ from fastbp.kernels.intrinsics import (
     prefetch,
     spin_pause,
 )
-from fastbp.kernels.layout import SIZE, UNIT
-
-
-@jit_parallel
-def region_probe(out):
-    """One trivial parallel region (each thread bumps its own elements of ``out``).
-
-    Measured on the 2-core machine: about 3 us when the cores are free, about
-    8 ms when another process holds one of them, because libgomp's spinning
-    threads then wait for a time slice at every region (see fastbp.model).
-    """
-    for i in prange(out.shape[0]):
-        out[i] += 1.0
+from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
 
 
 @jit_serial
@@ -145,59 +141,18 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
     return total
 
 
-@jit_serial
-def train_epoch_gemm(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                     weights, batch_size, parts, acts, zs, deltas, losses, grads):
-    """One epoch of mini-batch training over the samples in ``order``; returns the
-    sum of the per-sample losses seen (each before its batch's update).
-
-    Batches are order[0:B], order[B:2B], ... with a final partial batch, each one
-    serial ``batch_step`` with the update (gradient sum / batch count);
-    ``train_epoch_gemm_par`` runs the same batches in one parallel region, with
-    the same bits. ``hyper`` is the float64 settings array (slots: see
-    kernels/codes.py); ``step`` the Adam steps done before this epoch; ``buf1``
-    is the momentum buffer or Adam's first moment, ``buf2`` Adam's second.
-
-    ``weights``, a weight per row of X or empty (all 1), makes each batch's
-    gradient the weighted mean sum_s w_s g_s / sum_s w_s and the returned sum
-    one of w_s loss_s. A batch whose weights sum to 0 has no gradient: it takes
-    no step, though the Adam step count advances (one step per batch).
-    """
-    n_samples = order.shape[0]
-    rows = min(batch_size, n_samples)  # the buffers hold this many samples
-    total = 0.0
-    for first in range(0, n_samples, batch_size):
-        n = min(batch_size, n_samples - first)
-        step += 1
-        count = _batch_count(weights, order, first, n)
-        batch_step(params, layout, codes, X, T, order, weights, first, n, rows, acts, zs,
-                   deltas, losses, grads, buf1, buf2, hyper, step, count > 0.0, count, parts)
-        for s in range(n):  # in sample order: the same sum at any thread count
-            total += losses[s]
-    return total
-
-
-def train_epoch_gemm_par(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                         weights, batch_size, parts, acts, zs, deltas, losses, grads):
-    """``train_epoch_gemm`` with all batches in one parallel region of ``parts``
-    threads (``_epoch_parallel``, see the module docstring): its own entry point
-    so that a serial epoch never compiles it.
-
-    A Python function, not a kernel: numba re-optimises a caller's whole call
-    tree, and a jitted wrapper for these two allocations cost 3 s of a first
-    fit's compile (measured on 784-256-128-10, empty cache).
-    """
-    total = np.zeros(1)
-    n_batches = (order.shape[0] + batch_size - 1) // batch_size
-    sync = np.zeros(_sync_slots(layout, parts) * n_batches, np.int64)
-    _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
-                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total)
-    return total[0]
-
-
 # -- the one-region parallel scheduler (see the module docstring) ---------------------
 
 GATHER, FIRST, SAMPLES, ROWS = 0, 1, 2, 3  # the phases of a batch
+TRAIN, GRADIENTS, PASS = 0, 1, 2  # what a region computes (``mode``)
+
+
+def sync_size(layout, parts, n_batches):
+    """(slots per batch, int64 counters in all) of a region of ``parts`` threads:
+    per batch a done count per phase, a claim flag per task and the cycles each
+    part took."""
+    slots = 4 + 3 * parts + (layout.shape[1] - 1) * parts + 1 + parts
+    return slots, slots * n_batches
 
 
 @jit_serial
@@ -206,61 +161,6 @@ def _owner(phase, c, parts, n_layers):
     if phase == ROWS:
         return min(c // n_layers, parts - 1)  # part-major tasks; the loss sum: the last
     return c
-
-
-@jit_serial
-def _phase(sync, flags, done, spent, n_tasks, me, phase, parts, params, layout, codes, X, T,
-           order, weights, first, n, rows, acts, zs, deltas, losses, grads, buf1, buf2, hyper,
-           step, count, total, cuts):
-    """Thread ``me``'s share of ``phase``: claim (sync[flags + c] = me + 1) and run its
-    own tasks, then any unclaimed one; then wait until sync[done] counts n_tasks.
-    The cycles each task took are added to its part's count, sync[spent + part],
-    before the task counts as done, so every thread sees them after the wait."""
-    n_layers = layout.shape[1] - 1
-    for mine in (True, False):
-        if mine:  # all of its own first, so the other thread cannot take them meanwhile
-            for c in range(n_tasks):
-                if _owner(phase, c, parts, n_layers) == me:
-                    claim(sync, flags + c, me + 1)
-        for c in range(n_tasks):
-            if (_owner(phase, c, parts, n_layers) == me) != mine:
-                continue
-            if mine:
-                if load_acquire(sync, flags + c) != me + 1:
-                    continue  # taken by another thread before this one arrived
-            elif claim(sync, flags + c, me + 1) != 0:
-                continue
-            start = cycles()
-            # Task c of the phase, written here rather than as a function of its own:
-            # numba re-optimises each caller's whole call tree, and that level cost
-            # ~1.3 s of a first fit's compile (784-256-128-10, empty cache).
-            if phase == GATHER:
-                _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
-            elif phase == FIRST:
-                _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts)
-            elif phase == SAMPLES:
-                _samples_part(c, parts, params, layout, codes, T, order, weights, first, n,
-                              rows, acts, zs, deltas, losses, np.bool_(True), np.bool_(True),
-                              2 if n_layers > 1 else 1, cuts)
-            elif c < n_layers * parts:
-                _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads, buf1, buf2,
-                           hyper, step, count > 0.0, count, cuts)
-            else:  # the last ROWS task: the batch's losses into the epoch's sum, in order
-                for s in range(n):
-                    total[0] += losses[s]
-            part = c // n_layers if phase == ROWS else c
-            if part < parts:  # not the loss sum
-                fetch_add(sync, spent + part, cycles() - start)
-            fetch_add(sync, done, 1)
-    while load_acquire(sync, done) < n_tasks:
-        spin_pause()
-
-
-@jit_serial
-def _sync_slots(layout, parts):
-    """Counters per batch of _epoch_parallel: a done count per phase, a claim flag
-    per task, and the cycles each part's tasks took."""
-    return 4 + 3 * parts + (layout.shape[1] - 1) * parts + 1 + parts
 
 
 @jit_serial
@@ -286,35 +186,150 @@ def _rebalance(cuts, spent, at, parts):
     cuts[parts] = 1.0
 
 
-@jit_parallel
-def _epoch_parallel(params, buf1, buf2, layout, codes, hyper, step, X, T, order, weights,
-                    batch_size, parts, acts, zs, deltas, losses, grads, sync, total):
-    """train_epoch_gemm's batches in one parallel region (see the module
-    docstring): per batch, GATHER (parts tasks), FIRST (parts; nets with a hidden
-    layer), SAMPLES (parts) and ROWS (one task per part and layer, then one
-    summing the losses into total[0]). ``sync`` holds _sync_slots zeros per
-    batch."""
+@jit_serial
+def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout, codes, hyper,
+           step, X, T, order, weights, batch_size, acts, zs, deltas, losses, grads, sums, out,
+           sync, total):
+    """Thread ``me``'s share of a region (see the module docstring): the batches
+    order[0:B], order[B:2B], ... (B = ``batch_size``, a last partial batch), each
+    cut into ``parts`` parts, for every mini-batch and whole-data-set call.
+
+    ``mode`` TRAIN: each batch's forward, loss, delta recursion, gradient and
+    update (gradient sum / the batch's total weight; Adam step ``step`` + b + 1);
+    total[0] += every loss, in sample order. GRADIENTS: no update; each batch's
+    gradient sum is added into ``sums`` (batch by batch, in order) and its loss sum
+    into total[0]. PASS: forward only, and with ``want_loss`` the loss sums.
+    Outside TRAIN, ``out`` (one row per sample) receives the outputs a^L.
+
+    ``alone``: this thread is the region's only one (parts may still be > 1): the
+    tasks run in order with no counters, and ``sync`` may be empty. Otherwise
+    ``parts`` threads (me = 0 .. parts - 1) each call this with the same
+    arguments and ``sync`` holding ``slots`` zeros per batch.
+    """
     n_samples = order.shape[0]
-    rows = min(batch_size, n_samples)
+    rows = min(batch_size, n_samples)  # the buffers hold this many samples
     n_batches = (n_samples + batch_size - 1) // batch_size
-    slots = _sync_slots(layout, parts)
-    for me in prange(parts):
-        cuts = np.empty(parts + 1)  # this thread's copy; every copy holds the same
-        for c in range(parts + 1):
-            cuts[c] = c / parts
-        for b in range(n_batches):
-            first = b * batch_size
-            n = min(batch_size, n_samples - first)
-            count = _batch_count(weights, order, first, n)
-            flags = slots * b + 4
-            spent = slots * (b + 1) - parts  # this batch's cycles per part
-            if b > 0:  # the last batch's, all stored before its last wait ended
-                _rebalance(cuts, sync, spent - slots, parts)
-            for phase in range(4):
-                n_tasks = (layout.shape[1] - 1) * parts + 1 if phase == ROWS else parts
-                if phase != FIRST or layout.shape[1] > 2:  # FIRST: a hidden layer only
-                    _phase(sync, flags, slots * b + phase, spent, n_tasks, np.int64(me), phase,
-                           parts, params, layout, codes, X, T, order, weights, first, n, rows, acts,
-                           zs, deltas, losses, grads, buf1, buf2, hyper, step + b + 1, count,
-                           total, cuts)
+    n_layers = layout.shape[1] - 1
+    want_delta = mode != PASS
+    n_out = layout[SIZE, n_layers]
+    last = rows * layout[UNIT, n_layers]
+    # This thread's copy of the cuts (every copy holds the same); alone: none, equal
+    # parts (see batch._bounds).
+    cuts = np.empty(0 if alone else parts + 1)
+    for c in range(cuts.shape[0]):
+        cuts[c] = c / parts
+    for b in range(n_batches):
+        first = b * batch_size
+        n = min(batch_size, n_samples - first)
+        count = _batch_count(weights, order, first, n)
+        flags = slots * b + 4
+        spent = slots * (b + 1) - parts  # this batch's cycles per part
+        if b > 0 and not alone:  # the last batch's, all stored before its last wait ended
+            _rebalance(cuts, sync, spent - slots, parts)
+        for phase in range(4):
+            n_tasks = parts
+            if phase == ROWS:  # a task per part and layer, then the loss sum
+                n_tasks = (n_layers * parts if want_delta else 0) + 1
+            if phase == FIRST and n_layers == 1:  # FIRST: nets with a hidden layer only
                 flags += n_tasks
+                continue
+            done = slots * b + phase
+            if not alone:  # claim all its own first, so no other thread takes them
+                for c in range(n_tasks):
+                    if _owner(phase, c, parts, n_layers) == me:
+                        claim(sync, flags + c, me + 1)
+            for sweep in range(1 if alone else 2):  # its own tasks, then any unclaimed
+                for c in range(n_tasks):
+                    start = np.int64(0)
+                    if not alone:
+                        own = _owner(phase, c, parts, n_layers) == me
+                        if sweep == 0 and (not own or load_acquire(sync, flags + c) != me + 1):
+                            continue
+                        if sweep == 1 and (own or claim(sync, flags + c, me + 1) != 0):
+                            continue
+                        start = cycles()
+                    # Task c of the phase, written here rather than as a function of
+                    # its own: numba re-optimises each caller's whole call tree, and
+                    # each level cost seconds of a first fit's compile.
+                    part = c
+                    if phase == GATHER:
+                        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
+                    elif phase == FIRST:
+                        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs,
+                                          cuts)
+                    elif phase == SAMPLES:
+                        _samples_part(c, parts, params, layout, codes, T, order, weights,
+                                      first, n, rows, acts, zs, deltas, losses, want_loss,
+                                      want_delta, 2 if n_layers > 1 else 1, cuts)
+                        if mode != TRAIN:  # this part's outputs (samples s0 .. s1)
+                            s0, s1 = _bounds(c, n, parts, cuts)
+                            for s in range(s0, s1):
+                                for k in range(n_out):
+                                    out[first + s, k] = acts[last + s * n_out + k]
+                    elif c < n_tasks - 1:
+                        part = c // n_layers
+                        _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads,
+                                   buf1, buf2, hyper, step + b + 1, mode == TRAIN and count > 0.0,
+                                   count, cuts)
+                        if mode == GRADIENTS:
+                            _add_rows(c, parts, layout, grads, sums, cuts)
+                    else:  # the loss sum, in sample order
+                        part = parts  # no part's work
+                        if mode == TRAIN:
+                            for s in range(n):
+                                total[0] += losses[s]
+                        elif want_loss:
+                            batch_sum = 0.0
+                            for s in range(n):
+                                batch_sum += losses[s]
+                            total[0] += batch_sum
+                    if not alone:
+                        if part < parts:
+                            fetch_add(sync, spent + part, cycles() - start)
+                        fetch_add(sync, done, 1)
+            if not alone:  # leave the phase when every task is done
+                while load_acquire(sync, done) < n_tasks:
+                    spin_pause()
+            flags += n_tasks
+
+
+@jit_serial
+def _add_rows(task, parts, layout, grads, sums, cuts):
+    """sums += grads over the weights and biases of ROWS task ``task`` (its part of
+    the rows of W^l): the task owns them, so each element's sum over the batches
+    is in batch order at any thread count."""
+    n_layers = layout.shape[1] - 1
+    l = task % n_layers + 1
+    n_in = layout[SIZE, l - 1]
+    r0, r1 = _bounds(task // n_layers, layout[SIZE, l], parts, cuts)
+    w_off, b_off = layout[WOFF, l], layout[BOFF, l]
+    for k in range(w_off + r0 * n_in, w_off + r1 * n_in):
+        sums[k] += grads[k]
+    if b_off >= 0:
+        for k in range(b_off + r0, b_off + r1):
+            sums[k] += grads[k]
+
+
+@jit_serial
+def probe(me, parts, sync, rounds, budget):
+    """``rounds`` barriers of ``parts`` threads (``sync``: rounds + 1 zeros): whether
+    threads that must all run at once are held up by other processes (see
+    fastbp._threads.held_up). A thread that waits more than ``budget`` cycles at
+    one barrier gives up and sets sync[rounds], and the others then stop too: a
+    held-up probe costs about ``budget``, not a time slice per round."""
+    for r in range(rounds):
+        fetch_add(sync, r, 1)
+        start = cycles()
+        while load_acquire(sync, r) < parts:
+            if load_acquire(sync, rounds) != 0:
+                return
+            if cycles() - start > budget:
+                fetch_add(sync, rounds, 1)
+                return
+            spin_pause()
+
+
+@jit_serial
+def cycle_count():
+    """The cycle counter (0 where the CPU has none): to turn seconds into cycles."""
+    return cycles()

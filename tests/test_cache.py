@@ -33,8 +33,8 @@ def test_cache_folder_is_outside_the_package_and_named_by_the_source_digest():
 
 
 def test_fastbp_cache_dir_overrides_the_folder(tmp_path):
-    code = ("from fastbp.kernels import _cache, forward;"
-            "print(forward.predict_batch._cache.cache_path)")
+    code = ("from fastbp.kernels import _cache, train;"
+            "print(train.region._cache.cache_path)")
     out = _run(code, {"FASTBP_CACHE_DIR": str(tmp_path / "c")}, tmp_path).strip()
     assert Path(out).parent == tmp_path / "c"
 
@@ -59,7 +59,8 @@ _PREDICT = (
 
 
 def test_a_callee_edit_reaches_its_callers_through_the_cache(tmp_path):
-    """forward.predict_batch calls activations.activate (another file): editing only
+    """predict runs train.region, which calls activations.activate through
+    batch._samples_part (other files): editing only
     the callee must change what the caller computes, and restoring it brings back
     the first answer, each time through the same cache folder."""
     site = _installed_copy(tmp_path)
@@ -93,12 +94,12 @@ def test_other_packages_keep_numbas_own_cache(tmp_path):
 
 
 _FILL = (
-    "import numpy as np, fastbp; from fastbp.kernels import train, forward;"
+    "import numpy as np, fastbp; from fastbp.kernels import train;"
     "X = np.random.default_rng(0).standard_normal((64, 5)); Y = X[:, :2] ** 2;"
     "m = fastbp.Model([5, 7, 2], seed=0); m.fit(X, Y, batch_size=1, epochs=2);"
     "p = m.predict(X);"
     "misses = sum(train.train_epoch_online.stats.cache_misses.values())"
-    " + sum(forward.predict_batch.stats.cache_misses.values());"
+    " + sum(train.region.stats.cache_misses.values());"
     "print(m.params.tobytes().hex()[:64], p.tobytes().hex()[:64], misses)"
 )
 
@@ -134,27 +135,25 @@ def test_cache_and_compile_commands(tmp_path):
     assert not folder.exists()
 
 
-def test_compile_runs_both_builds_of_each_path(monkeypatch, restore_threads):
-    """Which build a call uses depends on the data's size and the load: fastbp
-    compile forces each, so both are in the cache afterwards."""
-    import numba
-
-    from fastbp import _compile
-    from fastbp.kernels import batch
-
-    numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
-    called = []
-    for module, names in ((train, ("train_epoch_gemm", "train_epoch_gemm_par")),
-                          (batch, ("dataset_pass", "dataset_pass_par", "dataset_gradients",
-                                   "dataset_gradients_par"))):
-        for name in names:
-            real = getattr(module, name)
-            monkeypatch.setattr(module, name, lambda *a, _n=name, _r=real: (
-                called.append(_n), _r(*a))[1])
-    lines = []
-    _compile.compile_kernels(("float64",), ("batch", "inference"), out=lines.append)
-    expected = {"train_epoch_gemm", "dataset_pass", "dataset_gradients"}
-    if numba.get_num_threads() > 1:
-        expected |= {name + "_par" for name in expected}
-    assert expected <= set(called)
-    assert any("parallel" in line for line in lines) == (numba.get_num_threads() > 1)
+def test_compile_leaves_nothing_to_compile(tmp_path):
+    """After ``fastbp compile`` (float32, the default dtype), a fresh process's fits at batch 1 and
+    mini-batch (serial and on two threads), evaluate, gradients and predict
+    compile nothing: every kernel loads from the cache."""
+    env = {"FASTBP_CACHE_DIR": str(tmp_path / "cache"), "NUMBA_NUM_THREADS": "2"}
+    cli = "import sys; from fastbp.cli import main; sys.exit(main(sys.argv[1:]))"
+    _run(cli, env, tmp_path, "compile", "--dtype", "float32")
+    code = (
+        "import numpy as np, numba, fastbp; from fastbp import _threads;"
+        "from fastbp.kernels import train;"
+        "X = np.random.default_rng(0).standard_normal((64, 5)); Y = X[:, :2] ** 2;"
+        "m = fastbp.Model([5, 7, 2], seed=0); m.fit(X, Y, batch_size=1);"
+        "m.fit(X, Y, batch_size=8); _threads.PARALLEL_MIN_FLOPS = 0;"
+        "_threads.held_up = lambda: False; m.fit(X, Y, batch_size=8);"
+        "m.evaluate(X, Y); m.gradients(X, Y); m.predict(X); _threads.probe_seconds(2);"
+        "print(sum(sum(k.stats.cache_misses.values()) for k in"
+        " (train.region, train.train_epoch_online, train.probe, train.cycle_count)),"
+        " sum(sum(k.stats.cache_hits.values()) for k in"
+        " (train.region, train.train_epoch_online, train.probe, train.cycle_count)))"
+    )
+    misses, hits = _run(code, env, tmp_path).split()
+    assert misses == "0" and int(hits) >= 3

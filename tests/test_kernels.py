@@ -10,8 +10,7 @@ import pytest
 from conftest import HEAD_IDS, HEADS, HIDDEN, TOL, make_model, make_problem, reference_net
 
 from fastbp import _buffers, reference
-from fastbp.kernels import forward as kforward
-from fastbp.kernels.layout import make_layout, row_width
+from fastbp.kernels.layout import make_layout
 
 SIZES = [4, 5, 3, 3]
 DTYPES = ["float64", "float32"]
@@ -197,21 +196,33 @@ def test_parallel_epoch_any_parts_on_two_threads(sizes, restore_threads, monkeyp
         assert losses == results[0][1]
 
 
-def test_predict_kernel_directly_matches_reference():
-    """predict_batch on hand-made contiguous arrays, with scratch rows per thread id."""
+def test_region_kernel_pass_directly_matches_reference():
+    """train.region in PASS mode on hand-made contiguous arrays: the outputs of
+    every sample (two chunks, the last partial) and the loss sum."""
+    from fastbp import _buffers
+    from fastbp.kernels.codes import N_HYPER
+    from fastbp.kernels.train import PASS, region
+
     sizes = (3, 4, 2)
     layout, n_params = make_layout(sizes, True)
     rng = np.random.default_rng(0)
     params = rng.normal(size=n_params)
     codes = np.array([0, 5, 1], dtype=np.int64)  # sigmoid hidden, softmax, cross-entropy
     X = rng.normal(size=(10, 3))
-    threads = numba.config.NUMBA_NUM_THREADS
-    A = np.zeros((threads, row_width(layout)))
+    T = np.eye(2)[np.arange(10) % 2]
     out = np.empty((10, 2))
-    kforward.predict_batch(params, layout, codes, X, out, A, np.zeros_like(A))
+    total = np.zeros(1)
+    empty = params[:0]
+    rows = 6
+    region(np.int64(0), np.bool_(True), np.int64(2), np.int64(PASS), np.bool_(True),
+           np.int64(0), params, empty, empty, layout, codes, np.zeros(N_HYPER), np.int64(0),
+           X, T, np.arange(10), empty, np.int64(rows),
+           *_buffers.batch_scratch(params, layout, rows, np.float64), empty, empty, out,
+           np.zeros(0, np.int64), total)
     Ws, bs = reference.unflatten(params, sizes, True)
-    expected = [reference.forward(Ws, bs, x, "sigmoid", "softmax")[1][-1] for x in X]
+    expected = np.array([reference.forward(Ws, bs, x, "sigmoid", "softmax")[1][-1] for x in X])
     np.testing.assert_allclose(out, expected, **TOL["float64"])
+    np.testing.assert_allclose(total[0], -np.sum(T * np.log(expected)), **TOL["float64"])
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -243,11 +254,14 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     """When other processes hold the cores (probed before each epoch), fit runs
     the epoch's serial kernels: a warning, History.held_up_epochs, same bits."""
     from fastbp import _threads as model_module
-    from fastbp.kernels.train import region_probe
+    from fastbp.kernels.train import probe
 
-    out = np.zeros(5)
-    region_probe(out)
-    assert np.array_equal(out, np.ones(5))  # every element bumped once
+    sync = np.zeros(8, np.int64)
+    model_module.launch(probe, 2, (np.int64(2), sync, np.int64(7), np.int64(2**62)))
+    assert np.array_equal(sync, [2] * 7 + [0])  # both threads passed every barrier
+    sync = np.zeros(8, np.int64)
+    model_module.launch(probe, 1, (np.int64(2), sync, np.int64(7), np.int64(1000)))
+    assert sync[0] == 1 and sync[7] == 1  # nobody came: gave up at the first barrier
 
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
     numba.set_num_threads(2)
@@ -339,8 +353,6 @@ def test_later_fits_run_no_extra_parallel_regions(restore_threads, monkeypatch):
     on a busy machine every region costs a time slice, and the drop-in fits once
     per epoch."""
     from fastbp import _threads, _training
-    from fastbp.kernels import train
-
     monkeypatch.setattr(_threads, "PARALLEL_MIN_FLOPS", 0)
     monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 60.0)
     numba.set_num_threads(2)
@@ -349,14 +361,14 @@ def test_later_fits_run_no_extra_parallel_regions(restore_threads, monkeypatch):
     model = make_model(sizes, "tanh", "linear", "mse")
     model.fit(X, T, batch_size=8)
     regions, empty_epochs = [], []
-    real_probe, real_epoch = train.region_probe, train.train_epoch_gemm_par
-    monkeypatch.setattr(train, "region_probe", lambda out: regions.append(real_probe(out)))
+    real_probe, real_run = _threads.probe_seconds, _threads.run_region
+    monkeypatch.setattr(_threads, "probe_seconds", lambda n: regions.append(real_probe(n)))
 
-    def epoch(*args):
-        empty_epochs.append(args[9].shape[0] == 0)  # order
-        return real_epoch(*args)
+    def run(*args):
+        empty_epochs.append(args[12].shape[0] == 0)  # order
+        return real_run(*args)
 
-    monkeypatch.setattr(train, "train_epoch_gemm_par", epoch)
+    monkeypatch.setattr(_threads, "run_region", run)
     for _ in range(3):
         model.fit(X, T, batch_size=8)
     assert regions == [] and empty_epochs == [False] * 3

@@ -444,7 +444,7 @@ def test_held_up_probe_is_reused_for_a_moment(monkeypatch):
     from fastbp import _threads
 
     calls = []
-    monkeypatch.setattr(_threads.ktrain, "region_probe", lambda out: calls.append(1))
+    monkeypatch.setattr(_threads, "probe_seconds", lambda n: calls.append(1) or 0.0)
     monkeypatch.setattr(_threads, "_last_probe", [-1.0, False])
     monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 60.0)
     assert [_threads.held_up() for _ in range(10)] == [False] * 10
