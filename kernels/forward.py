@@ -1,5 +1,5 @@
-"""Forward pass of one sample (``forward_sample``: online training; many samples
-go through train.region)."""
+"""Forward pass of one sample (``forward_sample``: online training) and of a few
+rows (``forward_rows``: small predicts); many samples go through train.region."""
 
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import activate
@@ -31,3 +31,20 @@ def forward_sample(params, layout, codes, a, z):
             for i in range(n_out):
                 z_l[i] += params[b_off + i]
         activate(z_l, a[start : start + n_out], codes[0] if l < n_layers else codes[1])
+
+
+@jit_serial
+def forward_rows(params, layout, codes, X, out, a, z):
+    """out[s] = a^L(X[s]) for every row of X, one row at a time (``forward_sample``
+    on the scratch rows ``a``, ``z`` of width U): for a few rows, where a region's
+    set-up and its 4-sample tiles cost more than the work. The same bits as a
+    region's outputs (each element one dot product in the same order)."""
+    n_layers = layout.shape[1] - 1
+    start = layout[UNIT, n_layers]
+    n_out = layout[SIZE, n_layers]
+    for s in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            a[j] = X[s, j]
+        forward_sample(params, layout, codes, a, z)
+        for k in range(n_out):
+            out[s, k] = a[start + k]

@@ -41,7 +41,7 @@ def make_layout(sizes, bias):
 
 def row_width(layout):
     """Width U of one per-sample row: all layers side by side."""
-    return int(layout[SIZE].sum())
+    return sum(layout[SIZE].tolist())
 
 
 @jit_serial

@@ -31,6 +31,8 @@ def test_forward_loss_gradients_match_reference(hidden, head, bias, dtype):
         T = T.astype(dtype).astype(np.float64)
         expected_out = np.array([reference.forward(Ws, bs, x, hidden, output)[1][-1] for x in X])
         np.testing.assert_allclose(model.predict(X), expected_out, **tol)
+        # a few rows run forward_rows, more a region: the same bits, row by row
+        assert np.array_equal(model.predict(X[:1]), model.predict(np.repeat(X, 2, 0))[:1])
         np.testing.assert_allclose(
             model.loss(X, T), reference.mean_loss(Ws, bs, X, T, hidden, output, loss), **tol
         )
