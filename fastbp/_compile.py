@@ -31,7 +31,8 @@ def _steps(dtype, paths):
         yield "fit, mini-batch", lambda: model.fit(X, Y, batch_size=4)
     if "inference" in paths:
         yield "evaluate, gradients, predict", lambda: (
-            model.evaluate(X, Y), model.gradients(X, Y), model.predict(X))
+            model.evaluate(X, Y), model.gradients(X, Y), model.predict(X),
+            model.predict(X[:1]))  # a few rows: forward_rows
 
 
 def compile_kernels(dtypes=DTYPES, paths=PATHS, out=print):

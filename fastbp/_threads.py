@@ -80,12 +80,13 @@ PARALLEL_MIN_FLOPS = 4e6
 # thread ran 2.5% faster with 1 part than with 2 (each part reads all of W), and
 # 2 threads gave the same with 2, 4 or 8 parts. Tests raise it to exercise splits.
 SERIAL_PARTS = 1
-# A parallel region takes ~3 us when the cores are free and ~8 ms when another
-# process holds one (libgomp's spinning threads wait for a time slice at every
-# region: measured M batch 32 on 2 threads fell from ~85,000 to ~2,000 samples/s).
-# Under load a region is still quick now and then (both threads happen to run),
-# so one slow region of five counts; on free cores none took 1 ms (measured max
-# ~0.2 ms).
+# A region's threads wait for each other between a batch's phases; when another
+# process holds one of the cores, a waiting thread spins until the other gets a
+# time slice (with numba's prange regions, M batch 32 on 2 threads fell from
+# ~85,000 to ~2,000 samples/s). A probe region (PROBE_ROUNDS barriers) takes
+# ~0.07 ms on free cores, the threads' wake-up included (max 0.15 ms in 200);
+# with one core held by a spinning process 64% of probes gave up at 1 ms, and
+# five probes in a row never all passed (20 of 20). One slow probe of five counts.
 HELD_UP_SECONDS = 1e-3
 PROBES = 5
 PROBE_ROUNDS = 20  # barriers per probe region
@@ -198,7 +199,9 @@ def launch(kernel, parts, args):
 def run_region(parallel, mode, want_loss, params, buf1, buf2, layout, codes, hyper, step, X,
                T, order, weights, batch_size, acts, zs, deltas, losses, grads, sums, out):
     """One ``kernels.train.region`` call over the batches of ``order`` (mode TRAIN,
-    GRADIENTS or PASS), on parts(parallel) threads or serially: the loss sum."""
+    GRADIENTS or PASS), in parts(parallel) parts on as many threads (at most the
+    numba thread count; a part without a thread of its own goes to whichever thread
+    claims it first) or serially: the loss sum."""
     n_parts = parts(parallel)
     slots = size = 0
     if parallel:
@@ -209,5 +212,5 @@ def run_region(parallel, mode, want_loss, params, buf1, buf2, layout, codes, hyp
             np.int64(slots), params, buf1, buf2, layout, codes, hyper, np.int64(step), X, T,
             order, weights, np.int64(batch_size), acts, zs, deltas, losses, grads, sums, out,
             np.zeros(size, np.int64), total)
-    launch(ktrain.region, n_parts if parallel else 1, args)
+    launch(ktrain.region, min(n_parts, numba.get_num_threads()) if parallel else 1, args)
     return total[0]

@@ -276,8 +276,8 @@ def warn_held_up(held_up, epochs, stacklevel):
     """The one warning of a fit (or a drop-in's fit) whose epochs ran serially."""
     warnings.warn(
         f"{held_up} of {epochs} {HELD_UP_MESSAGE}: other processes held the CPUs, which "
-        "stalls numba's spinning threads at every parallel region (same results either "
-        "way; fewer n_threads, or OMP_WAIT_POLICY=passive, avoid it)",
+        "stalls a parallel epoch's threads whenever one of them waits for the other "
+        "(same results either way; fewer n_threads avoids the check)",
         RuntimeWarning, stacklevel=stacklevel)
 
 

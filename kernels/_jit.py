@@ -34,4 +34,3 @@ def _cached(jit):
 
 
 jit_serial = _cached(numba.njit(**_OPTS))
-jit_parallel = _cached(numba.njit(parallel=True, **_OPTS))

@@ -14,9 +14,9 @@ import statistics
 import time
 
 import numpy as np
-from numba import prange
 
-from fastbp.kernels._jit import jit_parallel, jit_serial
+from fastbp import _threads
+from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.tiles import matmul_nt
 
 __all__ = [
@@ -31,19 +31,21 @@ PROBE_ROWS, PROBE_INNER = 64, 256  # a 64 x 256 times 256 x 64 product: 64 KiB e
 
 
 @jit_serial
+def products_of(t, A, W, Z, reps):
+    """``reps`` products of thread t's block (A[t] W[t]^T into Z[t])."""
+    for _ in range(reps):
+        matmul_nt(A[t], 0, W[t], 0, PROBE_ROWS, PROBE_INNER, PROBE_ROWS, Z[t], 0, PROBE_ROWS)
+
+
 def products_alone(A, W, Z, reps):
     """``reps`` products of thread 0's block, on the calling thread."""
-    for _ in range(reps):
-        matmul_nt(A[0], 0, W[0], 0, PROBE_ROWS, PROBE_INNER, PROBE_ROWS, Z[0], 0, PROBE_ROWS)
+    products_of(np.int64(0), A, W, Z, np.int64(reps))
 
 
-@jit_parallel
 def products_on_each(A, W, Z, reps):
-    """``reps`` products of block t on each thread t at once (A.shape[0] threads)."""
-    for t in prange(A.shape[0]):
-        for _ in range(reps):
-            matmul_nt(A[t], 0, W[t], 0, PROBE_ROWS, PROBE_INNER, PROBE_ROWS, Z[t], 0,
-                      PROBE_ROWS)
+    """``reps`` products of block t on each thread t at once (A.shape[0] threads, started
+    as fastbp's own parallel regions start theirs: fastbp._threads.launch)."""
+    _threads.launch(products_of, A.shape[0], (A, W, Z, np.int64(reps)))
 
 
 PROBE_REPS = 150  # products per thread and timing: ~3 ms at the 1-thread GEMM peak
