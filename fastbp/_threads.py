@@ -83,13 +83,19 @@ SERIAL_PARTS = 1
 # A region's threads wait for each other between a batch's phases; when another
 # process holds one of the cores, a waiting thread spins until the other gets a
 # time slice (with numba's prange regions, M batch 32 on 2 threads fell from
-# ~85,000 to ~2,000 samples/s). A probe region (PROBE_ROUNDS barriers) takes
-# ~0.07 ms on free cores, the threads' wake-up included (max 0.15 ms in 200);
-# with one core held by a spinning process 64% of probes gave up at 1 ms, and
-# five probes in a row never all passed (20 of 20). One slow probe of five counts.
+# ~85,000 to ~2,000 samples/s). held_up() asks the kernel: another task running or
+# ready to run (/proc/loadavg) that the region's threads would share a core with.
+# Measured with one process spinning: counted in 30 of 30 checks (~1 ms each: five
+# reads 0.1 ms apart), never on a quiet machine (0 of 30, ~0.2 ms each).
+# Timing barriers of the region's own threads instead (the probe region, kept
+# where /proc/loadavg is missing) misread these virtual machines: in `fastbp
+# bench` runs on a quiet host, with the epochs' pauses, 50-75% of probes saw a
+# thread stall over 1 ms (4 ms: still 25-75%), while the same workers' core
+# probes found 2 cores and the epochs that did run in parallel got 1.6x.
 HELD_UP_SECONDS = 1e-3
-PROBES = 5
-PROBE_ROUNDS = 20  # barriers per probe region
+PROBES = 2
+WAKE_SECONDS = 20e-3  # a probe's threads may take this long to arrive (idle vCPUs)
+PROBE_ROUNDS = 50  # barriers per probe region
 # An answer of held_up() stands for this long: the drop-in calls fit once per
 # epoch (a few ms each on the digits), and five probes per call cost up to one
 # held-up region (~8 ms) each time on a busy machine. Reprobing every 0.25 s bounds
@@ -111,34 +117,55 @@ def parallel(rows, sizes):
 
 
 def held_up():
-    """Whether a region's threads are held up by other processes right now (any of
-    five probe regions over 1 ms; ~0.1 ms in all on free cores; the answer is
-    reused for PROBE_VALID_SECONDS). Then an epoch runs serially, with the same
-    bits."""
+    """Whether a region's threads would be held up by other processes right now:
+    more tasks running or ready to run than the cores left beside the region's
+    threads (elsewhere than Linux: any of PROBES probe regions over
+    HELD_UP_SECONDS). The answer is reused for PROBE_VALID_SECONDS. Then an epoch
+    runs serially, with the same bits."""
     now = time.perf_counter()
     if now - _last_probe[0] < PROBE_VALID_SECONDS:
         return _last_probe[1]
-    answer = False
-    for _ in range(PROBES):
-        if probe_seconds(numba.get_num_threads()) > HELD_UP_SECONDS:
-            answer = True
-            break
+    n = numba.get_num_threads()
+    answer = _others_running(usable_cores() - n)
+    if answer is None:  # not known here: time barriers of the threads
+        answer = any(probe_seconds(n) > HELD_UP_SECONDS for _ in range(PROBES))
     _last_probe[:] = time.perf_counter(), answer
     return answer
 
 
+def _others_running(limit):
+    """Whether more than ``limit`` tasks other than this thread are running or ready
+    to run on this machine (Linux: the fourth field of /proc/loadavg, ~10 us a
+    read): in five reads 0.1 ms apart, so that a task that is only finishing --
+    this process's region threads after the last call -- does not count; None
+    where that is not known."""
+    try:
+        for _ in range(5):
+            with open("/proc/loadavg") as f:
+                if int(f.read().split()[3].split("/")[0]) - 1 <= limit:
+                    return False
+            time.sleep(1e-4)
+        return True
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def probe_seconds(n):
-    """Seconds that one probe region of ``n`` threads (PROBE_ROUNDS barriers) took;
-    infinity when a thread gave up waiting at a barrier (HELD_UP_SECONDS)."""
-    budget = np.int64(min(HELD_UP_SECONDS * _cycles_per_second(), 2.0**62))
+    """Seconds that the barriers of one probe region of ``n`` threads took after all
+    had arrived (PROBE_ROUNDS - 1 of them; arriving may take up to WAKE_SECONDS);
+    infinity when a thread gave up waiting (HELD_UP_SECONDS a barrier)."""
+    rate = _cycles_per_second()
+    arrive, budget = (np.int64(min(seconds * rate, 2.0**62))
+                      for seconds in (WAKE_SECONDS, HELD_UP_SECONDS))
     if n not in _probed:  # load (or compile) the kernel and start the threads untimed
-        launch(ktrain.probe, n, (np.int64(n), np.zeros(2, np.int64), np.int64(0), budget))
+        launch(ktrain.probe, n, (np.int64(n), np.zeros(2, np.int64), np.int64(0), arrive,
+                                 budget))
         _probed.add(n)
-    sync = np.zeros(PROBE_ROUNDS + 1, np.int64)
-    start = time.perf_counter()
-    launch(ktrain.probe, n, (np.int64(n), sync, np.int64(PROBE_ROUNDS), budget))
-    seconds = time.perf_counter() - start
-    return float("inf") if sync[PROBE_ROUNDS] else seconds
+    sync = np.zeros(PROBE_ROUNDS + 2, np.int64)
+    launch(ktrain.probe, n, (np.int64(n), sync, np.int64(PROBE_ROUNDS), arrive, budget))
+    if sync[PROBE_ROUNDS]:
+        return float("inf")
+    return sync[PROBE_ROUNDS + 1] / rate  # 0 without a cycle counter
 
 
 _probed = set()  # thread counts whose probe ran once, untimed

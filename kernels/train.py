@@ -311,22 +311,30 @@ def _add_rows(task, parts, layout, grads, sums, cuts):
 
 
 @jit_serial
-def probe(me, parts, sync, rounds, budget):
-    """``rounds`` barriers of ``parts`` threads (``sync``: rounds + 1 zeros): whether
-    threads that must all run at once are held up by other processes (see
-    fastbp._threads.held_up). A thread that waits more than ``budget`` cycles at
-    one barrier gives up and sets sync[rounds], and the others then stop too: a
-    held-up probe costs about ``budget``, not a time slice per round."""
+def probe(me, parts, sync, rounds, arrive, budget):
+    """``rounds`` barriers of ``parts`` threads (``sync``: rounds + 2 zeros): whether
+    threads that must all run at once are held up (see fastbp._threads.held_up).
+    The first barrier waits up to ``arrive`` cycles (a sleeping thread's wake-up),
+    every later one up to ``budget``: a thread that waits longer gives up and sets
+    sync[rounds], and the others then stop too, so a held-up probe costs about
+    ``budget``, not a time slice per round. Thread 0 stores the cycles from the
+    first barrier to the last in sync[rounds + 1]."""
+    after_first = np.int64(0)
     for r in range(rounds):
         fetch_add(sync, r, 1)
         start = cycles()
+        limit = arrive if r == 0 else budget
         while load_acquire(sync, r) < parts:
             if load_acquire(sync, rounds) != 0:
                 return
-            if cycles() - start > budget:
+            if cycles() - start > limit:
                 fetch_add(sync, rounds, 1)
                 return
             spin_pause()
+        if r == 0:
+            after_first = cycles()
+    if me == 0 and rounds > 0:
+        sync[rounds + 1] = cycles() - after_first
 
 
 @jit_serial

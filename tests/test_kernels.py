@@ -2,6 +2,7 @@
 output/loss x dtype, batch sizes 1 and several, with and without bias, and the
 same bits at any thread count."""
 
+import os
 import warnings
 
 import numba
@@ -258,11 +259,13 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     from fastbp import _threads as model_module
     from fastbp.kernels.train import probe
 
-    sync = np.zeros(8, np.int64)
-    model_module.launch(probe, 2, (np.int64(2), sync, np.int64(7), np.int64(2**62)))
-    assert np.array_equal(sync, [2] * 7 + [0])  # both threads passed every barrier
-    sync = np.zeros(8, np.int64)
-    model_module.launch(probe, 1, (np.int64(2), sync, np.int64(7), np.int64(1000)))
+    never = np.int64(2**62)
+    sync = np.zeros(9, np.int64)
+    model_module.launch(probe, 2, (np.int64(2), sync, np.int64(7), never, never))
+    assert np.array_equal(sync[:8], [2] * 7 + [0])  # both threads passed every barrier
+    assert sync[8] > 0  # thread 0's cycles after the first barrier
+    sync = np.zeros(9, np.int64)
+    model_module.launch(probe, 1, (np.int64(2), sync, np.int64(7), np.int64(1000), never))
     assert sync[0] == 1 and sync[7] == 1  # nobody came: gave up at the first barrier
 
     monkeypatch.setattr(model_module, "PARALLEL_MIN_FLOPS", 0)  # parallel at 2 threads
@@ -286,6 +289,33 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
     monkeypatch.setattr(model_module, "held_up", never)
     numba.set_num_threads(1)  # no parallel kernels: no probe
     make_model(sizes, "relu", "softmax", "cross_entropy").fit(X, T, batch_size=40)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux only")
+def test_held_up_sees_a_spinning_process(restore_threads, monkeypatch):
+    """With enough other processes spinning to leave a region's threads fewer cores
+    than threads, held_up() says so; without them it does not."""
+    import subprocess
+    import sys
+    import time
+
+    from fastbp import _threads
+
+    n = numba.get_num_threads()
+    monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 0.0)
+    monkeypatch.setattr(_threads, "_last_probe", [-1.0, False])  # no answer left behind
+    quiet = [_threads.held_up() for _ in range(3)]
+    spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
+                for _ in range(_threads.usable_cores() - n + 1)]
+    try:
+        time.sleep(0.5)
+        busy = [_threads.held_up() for _ in range(3)]
+    finally:
+        for p in spinners:
+            p.kill()
+            p.wait()
+    assert busy == [True] * 3
+    assert quiet.count(True) <= 1  # a quiet machine: at most a passing task
 
 
 def test_activation_blocks_start_apart_from_their_weights_within_a_page():

@@ -439,16 +439,16 @@ def test_held_up_epochs_give_one_warning_per_fit(restore_threads, monkeypatch):
 
 
 def test_held_up_probe_is_reused_for_a_moment(monkeypatch):
-    """held_up() probes at most once per PROBE_VALID_SECONDS: a fit per epoch
-    does not pay five parallel regions each time."""
+    """held_up() checks at most once per PROBE_VALID_SECONDS: a fit per epoch
+    does not pay the check each time."""
     from fastbp import _threads
 
     calls = []
-    monkeypatch.setattr(_threads, "probe_seconds", lambda n: calls.append(1) or 0.0)
+    monkeypatch.setattr(_threads, "_others_running", lambda limit: calls.append(1) or False)
     monkeypatch.setattr(_threads, "_last_probe", [-1.0, False])
     monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 60.0)
     assert [_threads.held_up() for _ in range(10)] == [False] * 10
-    assert len(calls) == _threads.PROBES
+    assert len(calls) == 1
     monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 0.0)
     _threads.held_up()
-    assert len(calls) == 2 * _threads.PROBES
+    assert len(calls) == 2

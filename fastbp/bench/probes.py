@@ -17,6 +17,7 @@ import numpy as np
 
 from fastbp import _threads
 from fastbp.kernels._jit import jit_serial
+from fastbp.kernels.intrinsics import cycles, fetch_add, load_acquire, spin_pause
 from fastbp.kernels.tiles import matmul_nt
 
 __all__ = [
@@ -31,30 +32,49 @@ PROBE_ROWS, PROBE_INNER = 64, 256  # a 64 x 256 times 256 x 64 product: 64 KiB e
 
 
 @jit_serial
-def products_of(t, A, W, Z, reps):
-    """``reps`` products of thread t's block (A[t] W[t]^T into Z[t])."""
+def products_of(t, parts, A, W, Z, reps, spent):
+    """``reps`` products of thread t's block (A[t] W[t]^T into Z[t]), started when all
+    ``parts`` threads have arrived (spent[parts]: the arrivals); the cycles they
+    took into spent[t]."""
+    fetch_add(spent, parts, 1)
+    while load_acquire(spent, parts) < parts:
+        spin_pause()
+    start = cycles()
     for _ in range(reps):
         matmul_nt(A[t], 0, W[t], 0, PROBE_ROWS, PROBE_INNER, PROBE_ROWS, Z[t], 0, PROBE_ROWS)
+    spent[t] = cycles() - start
+
+
+def _products(threads, A, W, Z, reps):
+    """The cycles of the slowest of ``threads`` threads running products_of at once
+    (fastbp._threads.launch starts them as fastbp's regions start theirs; a thread's
+    wake-up is not counted: all start together)."""
+    spent = np.zeros(threads + 1, np.int64)
+    start = time.perf_counter()
+    _threads.launch(products_of, threads, (np.int64(threads), A, W, Z, np.int64(reps), spent))
+    seconds = time.perf_counter() - start
+    return spent[:threads].max() or seconds  # no cycle counter: the wall time
 
 
 def products_alone(A, W, Z, reps):
-    """``reps`` products of thread 0's block, on the calling thread."""
-    products_of(np.int64(0), A, W, Z, np.int64(reps))
+    """``reps`` products of thread 0's block, on the calling thread: their cycles."""
+    return _products(1, A, W, Z, reps)
 
 
 def products_on_each(A, W, Z, reps):
-    """``reps`` products of block t on each thread t at once (A.shape[0] threads, started
-    as fastbp's own parallel regions start theirs: fastbp._threads.launch)."""
-    _threads.launch(products_of, A.shape[0], (A, W, Z, np.int64(reps)))
+    """``reps`` products of block t on each thread t at once (A.shape[0] threads): the
+    cycles of the slowest."""
+    return _products(A.shape[0], A, W, Z, reps)
 
 
 PROBE_REPS = 150  # products per thread and timing: ~3 ms at the 1-thread GEMM peak
 
 
 def host_cores(threads, repeats=3):
-    """How many cores the host gives ``threads`` numba threads right now: ``threads``
-    times the time of an in-cache product loop on one thread over its time when every
-    thread runs one at once (see above); the median of ``repeats``."""
+    """How many cores the host gives ``threads`` threads right now: ``threads`` times
+    the cycles of an in-cache product loop on one thread over those of the slowest
+    thread when every thread runs one at once (see above); the median of
+    ``repeats``."""
     shape = (threads, PROBE_ROWS * PROBE_INNER)
     A = np.random.default_rng(0).random(shape, dtype=np.float32)
     W, Z = A[::-1].copy(), np.zeros((threads, PROBE_ROWS**2), np.float32)
@@ -62,10 +82,6 @@ def host_cores(threads, repeats=3):
     products_on_each(A, W, Z, 1)
     found = []
     for _ in range(repeats):
-        start = time.perf_counter()
-        products_alone(A, W, Z, PROBE_REPS)
-        alone = time.perf_counter() - start
-        start = time.perf_counter()
-        products_on_each(A, W, Z, PROBE_REPS)
-        found.append(threads * alone / (time.perf_counter() - start))
+        alone = products_alone(A, W, Z, PROBE_REPS)
+        found.append(threads * alone / max(1, products_on_each(A, W, Z, PROBE_REPS)))
     return statistics.median(found)
