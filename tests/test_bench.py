@@ -326,6 +326,46 @@ def test_numpy_peer_trains_like_fastbp(sizes, hidden, output, loss, batch):
         np.testing.assert_allclose(bn, b, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("name", ["fastbp", "numpy", "torch"])
+def test_no_shuffle_peers_train_in_sample_order(name):
+    """``--no-shuffle`` (Problem.shuffle False): one epoch of each peer equals
+    fastbp.Model.fit(shuffle=False) from the same weights; with shuffling it does not."""
+    if name == "torch":
+        pytest.importorskip("torch")
+    sizes, batch = (12, 8, 3), 5
+    results = {}
+    for shuffle in (False, True):
+        problem = peers.make_problem(sizes, "sigmoid", "linear", "mse", 20, lr=0.5,
+                                     shuffle=shuffle)
+        peer = peers.PEERS[name]()
+        peer.setup(problem, batch, None)
+        peer.run_epoch()
+        if name == "fastbp":
+            results[shuffle] = [*peer.model.weights, *peer.model.biases]
+        elif name == "numpy":
+            results[shuffle] = [*peer.Ws, *peer.bs]
+        else:
+            results[shuffle] = [p.detach().numpy() for p in peer.net.parameters()]
+    model = fastbp.Model(sizes, hidden="sigmoid", output="linear", loss="mse", seed=0)
+    for W, b, W0, b0 in zip(model.weights, model.biases, problem.Ws, problem.bs, strict=True):
+        W[...], b[...] = W0, b0
+    model.fit(problem.X, problem.T, batch_size=batch, lr=0.5, shuffle=False)
+    expected = [*model.weights, *model.biases]
+    if name == "torch":  # nn.Sequential: W1, b1, W2, b2
+        expected = [model.weights[0], model.biases[0], model.weights[1], model.biases[1]]
+    for got, want in zip(results[False], expected, strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+    assert not all(np.allclose(g, w, rtol=1e-4, atol=1e-5)
+                   for g, w in zip(results[True], expected, strict=True))
+
+
+def test_no_shuffle_option_reaches_the_run(capsys, keep_threads):
+    status, out, _ = run(capsys, "--quick", "--in-process", "--peers", "numpy",
+                         "--batch-sizes", "16", "--no-shuffle")
+    assert status == 0
+    assert "no framework shuffles (every epoch in sample order)" in out
+
+
 def test_peers_copy_the_shared_initial_weights():
     problem = peers.make_problem((6, 5, 3), "sigmoid", "linear", "mse", 8)
     peer = peers.Fastbp()

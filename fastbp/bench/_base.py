@@ -17,7 +17,8 @@ class Problem:
 
     X (n, n_in) float32; T (n, n_out) float32 targets (one-hot for classifiers);
     y (n,) int64 class labels or None; Ws[l] (n_(l+1), n_l) and bs[l] float32
-    initial parameters, which ``setup`` copies (never modifies).
+    initial parameters, which ``setup`` copies (never modifies). ``shuffle``: each
+    epoch visits the samples in a new random order (else in order, every epoch).
     """
 
     sizes: tuple
@@ -30,6 +31,7 @@ class Problem:
     Ws: list
     bs: list
     lr: float
+    shuffle: bool = True
 
     @property
     def classifier(self):
@@ -49,10 +51,11 @@ class Problem:
             self.Ws,
             self.bs,
             self.lr,
+            self.shuffle,
         )
 
 
-def make_problem(sizes, hidden, output, loss, n, lr=0.01, seed=0):
+def make_problem(sizes, hidden, output, loss, n, lr=0.01, seed=0, shuffle=True):
     """Seeded data and initial parameters: X ~ N(0, 1); one-hot targets of uniform
     labels for a softmax output, else T ~ U(0, 1); Glorot-uniform W, zero b."""
     rng = np.random.default_rng(seed)
@@ -67,7 +70,7 @@ def make_problem(sizes, hidden, output, loss, n, lr=0.01, seed=0):
         limit = np.sqrt(6.0 / (n_in + n_out))
         Ws.append(rng.uniform(-limit, limit, size=(n_out, n_in)).astype(np.float32))
         bs.append(np.zeros(n_out, dtype=np.float32))
-    return Problem(tuple(sizes), hidden, output, loss, X, T, y, Ws, bs, float(lr))
+    return Problem(tuple(sizes), hidden, output, loss, X, T, y, Ws, bs, float(lr), shuffle)
 
 
 def _check_head(problem, outputs=("linear", "sigmoid", "softmax")):

@@ -107,6 +107,7 @@ class Fann(Peer):
 
     def setup(self, problem, batch, threads):
         lib, p = _fann(), problem
+        self.shuffle = p.shuffle
         notes = ["single-threaded"]
         hidden = p.hidden
         if hidden == "relu" and not lib.has_relu:
@@ -203,7 +204,8 @@ class Fann(Peer):
         return np.ctypeslib.as_array(out, shape=(self.n_out,)).copy()
 
     def run_epoch(self):
-        self.lib.fann_shuffle_train_data(self.data)
+        if self.shuffle:
+            self.lib.fann_shuffle_train_data(self.data)
         self.lib.fann_train_epoch(self.ann, self.data)
 
     def close(self):

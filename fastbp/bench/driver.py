@@ -4,7 +4,8 @@
     fastbp bench --cases S --threads 1 --peers torch,numpy
     fastbp bench --json > b.json     # a record per case x batch x threads x framework
 
-The grid (float32, plain SGD, lr 0.01; every framework shuffles once per epoch):
+The grid (float32, plain SGD, lr 0.01; every framework shuffles once per epoch, or none
+with --no-shuffle):
 
     S  64-32-10           sigmoid / linear  / mse            batch 1, 16, 128
     M  784-256-128-10     relu    / softmax / cross_entropy  batch 1, 32, 256

@@ -123,6 +123,9 @@ def add_arguments(p, worker=False):
     p.add_argument("--busy", type=int, default=0, metavar="N",
                    help="keep N other processes spinning on the CPUs for the whole run, "
                    "to measure every framework on a busy machine (default: 0)")
+    p.add_argument("--no-shuffle", action="store_true",
+                   help="every framework visits the samples in order in every epoch, "
+                   "instead of shuffling each epoch (default: off)")
     p.add_argument("--in-process", action="store_true",
                    help="run every framework in this process instead of worker "
                    "processes: thread counts are then set at run time only (numba, "
@@ -142,6 +145,7 @@ def _settings(args):
     if getattr(args, "busy", 0) < 0:
         raise ValueError(f"--busy: a count of processes >= 0, got {args.busy}")
     s["busy"] = getattr(args, "busy", 0)
+    s["shuffle"] = not getattr(args, "no_shuffle", False)
     cpus = os.cpu_count() or 1
     counts = sorted({min(n, cpus) for n in s["thread_counts"]})
     if counts != sorted(set(s["thread_counts"])) and not getattr(args, "worker", False):

@@ -68,7 +68,8 @@ class _Measurement:
         peer = cls()
         cap = c.max_samples if settings["samples"] is None else settings["samples"]
         cap = max(batch, cap // batch * batch)
-        problem = peers.make_problem(c.sizes, c.hidden, c.output, c.loss, cap, LR)
+        problem = peers.make_problem(c.sizes, c.hidden, c.output, c.loss, cap, LR,
+                                     shuffle=settings.get("shuffle", True))
         reason = peer.unsupported(problem, batch)
         if reason:
             return {**self.rec, "status": "skipped", "reason": reason}

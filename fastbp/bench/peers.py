@@ -3,7 +3,8 @@
 Every framework trains the same problem (:func:`make_problem`: seeded float32
 data, Glorot-uniform weights with zero biases, copied into each framework) with
 plain SGD, and every one of them shuffles the samples once per epoch, inside the
-timed epoch:
+timed epoch (unless the problem says ``shuffle=False``: then every epoch visits
+them in order):
 
     fastbp   Model.fit(epochs=1): a permutation in Python, gathered in the kernel
     torch    eager nn.Sequential + torch.optim.SGD; randperm, then X[perm]
@@ -64,7 +65,7 @@ class Fastbp(Peer):
             self.model.weights, self.model.biases, p.Ws, p.bs, strict=True
         ):
             W[...], b[...] = W0, b0
-        self.X, self.T, self.batch, self.lr = p.X, p.T, batch, p.lr
+        self.X, self.T, self.batch, self.lr, self.shuffle = p.X, p.T, batch, p.lr, p.shuffle
         self.fit_rates = []
         self.held_up_epochs = 0
 
@@ -74,7 +75,8 @@ class Fastbp(Peer):
         with warnings.catch_warnings():  # counted and reported instead (bench notes)
             warnings.simplefilter("ignore", RuntimeWarning)
             history = self.model.fit(
-                self.X, self.T, epochs=1, batch_size=self.batch, lr=self.lr, shuffle=True
+                self.X, self.T, epochs=1, batch_size=self.batch, lr=self.lr,
+                shuffle=self.shuffle,
             )
         # fit's own clock: the kernel call only, without validation and shuffling
         self.fit_rates.append(history.history["samples_per_second"][0])
@@ -139,12 +141,14 @@ class Torch(Peer):
             self.loss = lambda out, t: 0.5 * ((out - t) ** 2).sum(dim=1).mean()
         self.batch = batch
         self.generator = torch.Generator().manual_seed(0)
-        self.torch = torch
+        self.torch, self.shuffle = torch, problem.shuffle
 
     def run_epoch(self):
         n, B = self.X.shape[0], self.batch
-        perm = self.torch.randperm(n, generator=self.generator)
-        X, target = self.X[perm], self.target[perm]
+        X, target = self.X, self.target
+        if self.shuffle:
+            perm = self.torch.randperm(n, generator=self.generator)
+            X, target = X[perm], target[perm]
         net, opt, loss = self.net, self.opt, self.loss
         for i in range(0, n, B):
             opt.zero_grad(set_to_none=True)
@@ -181,7 +185,7 @@ class Jax(Peer):
             "tanh": jnp.tanh,
             "linear": lambda z: z,
         }[problem.hidden]
-        output = problem.output
+        output, shuffle = problem.output, problem.shuffle
         n, lr = problem.X.shape[0], problem.lr
 
         def batch_loss(params, x, t):
@@ -202,9 +206,11 @@ class Jax(Peer):
             return jax.tree_util.tree_map(lambda p, d: p - lr * d, params, g), None
 
         def epoch(params, key, X, T):
-            perm = jax.random.permutation(key, n)
-            Xb = X[perm].reshape(n // batch, batch, X.shape[1])
-            Tb = T[perm].reshape(n // batch, batch, T.shape[1])
+            if shuffle:  # decided when the epoch is traced
+                perm = jax.random.permutation(key, n)
+                X, T = X[perm], T[perm]
+            Xb = X.reshape(n // batch, batch, X.shape[1])
+            Tb = T.reshape(n // batch, batch, T.shape[1])
             params, _ = jax.lax.scan(step, params, (Xb, Tb))
             return params
 
@@ -262,11 +268,14 @@ class Numpy(Peer):
         self.lr = np.float32(problem.lr)
         self.hidden, self.output = problem.hidden, problem.output
         self.rng = np.random.default_rng(0)
+        self.shuffle = problem.shuffle
 
     def run_epoch(self):
         n, B = self.X.shape[0], self.batch
-        perm = self.rng.permutation(n)
-        X, T = self.X[perm], self.T[perm]
+        X, T = self.X, self.T
+        if self.shuffle:
+            perm = self.rng.permutation(n)
+            X, T = X[perm], T[perm]
         Ws, bs, lr, L = self.Ws, self.bs, self.lr, len(self.Ws)
         s, ds = _ACT[self.hidden], _DACT[self.hidden]
         for i in range(0, n, B):
@@ -341,7 +350,7 @@ class Sklearn(Peer):
             learning_rate_init=problem.lr,
             momentum=0.0,
             nesterovs_momentum=False,
-            shuffle=True,
+            shuffle=problem.shuffle,
             random_state=0,
             max_iter=1,
         )

@@ -101,7 +101,9 @@ def format_report(result):
         f"numpy {m['numpy']} ({m['blas']}), numba {m['numba']}, fastbp {m['fastbp']}; "
         f"{m['date']}",
         f"float32, plain SGD lr {s['lr']}, median of {s['repeats']} epoch(s) after a "
-        "warm-up epoch; every framework shuffles each epoch"
+        "warm-up epoch; "
+        + ("every framework shuffles each epoch" if s.get("shuffle", True)
+           else "no framework shuffles (every epoch in sample order)")
         + ("" if s.get("in_process") else "; the frameworks' epochs take turns")
         + (f"; {s['busy']} other process(es) spinning on the CPUs throughout"
            if s.get("busy") else ""),

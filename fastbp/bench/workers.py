@@ -112,6 +112,8 @@ class _Worker:
         # fmt: on
         if settings["samples"]:
             cmd += ["--samples", str(settings["samples"])]
+        if not settings.get("shuffle", True):
+            cmd += ["--no-shuffle"]
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             cmd, env=_worker_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
