@@ -133,6 +133,9 @@ def held_up():
     return answer
 
 
+LOADAVG = "/proc/loadavg"  # its fourth field: tasks running or ready to run / all
+
+
 def _others_running(limit):
     """Whether more than ``limit`` tasks other than this thread are running or ready
     to run on this machine (Linux: the fourth field of /proc/loadavg, ~10 us a
@@ -141,7 +144,7 @@ def _others_running(limit):
     where that is not known."""
     try:
         for _ in range(5):
-            with open("/proc/loadavg") as f:
+            with open(LOADAVG) as f:
                 if int(f.read().split()[3].split("/")[0]) - 1 <= limit:
                     return False
             time.sleep(1e-4)
@@ -193,7 +196,7 @@ def _cycles_per_second():
 # 784-256-128-10 float32 with an empty cache, a first fit + evaluate + predict
 # took 14.5 s against 37 s with prange kernels (see kernels/train.py).
 
-_pool = []  # the executor, made on first use
+_pool = []  # (process id, executor), made on first use in each process
 
 
 def launch(kernel, parts, args):
@@ -203,10 +206,12 @@ def launch(kernel, parts, args):
     if parts == 1:
         kernel(np.int64(0), *args)
         return
-    if not _pool:
-        _pool.append(concurrent.futures.ThreadPoolExecutor(
-            max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="fastbp"))
-    others = [_pool[0].submit(kernel, np.int64(me), *args) for me in range(1, parts)]
+    if not _pool or _pool[0][0] != os.getpid():
+        # A new one after a fork: a forked child has the parent's executor but none
+        # of its threads, and work submitted to it would wait forever.
+        _pool[:] = [(os.getpid(), concurrent.futures.ThreadPoolExecutor(
+            max(1, numba.config.NUMBA_NUM_THREADS - 1), thread_name_prefix="fastbp"))]
+    others = [_pool[0][1].submit(kernel, np.int64(me), *args) for me in range(1, parts)]
     interrupted = None
     try:
         kernel(np.int64(0), *args)

@@ -294,7 +294,7 @@ def test_held_up_threads_run_epochs_serially_with_the_same_bits(restore_threads,
 @pytest.mark.skipif(not os.path.exists("/proc/loadavg"), reason="Linux only")
 def test_held_up_sees_a_spinning_process(restore_threads, monkeypatch):
     """With enough other processes spinning to leave a region's threads fewer cores
-    than threads, held_up() says so; without them it does not."""
+    than threads, held_up() says so (the quiet side: the test below)."""
     import subprocess
     import sys
     import time
@@ -304,7 +304,6 @@ def test_held_up_sees_a_spinning_process(restore_threads, monkeypatch):
     n = numba.get_num_threads()
     monkeypatch.setattr(_threads, "PROBE_VALID_SECONDS", 0.0)
     monkeypatch.setattr(_threads, "_last_probe", [-1.0, False])  # no answer left behind
-    quiet = [_threads.held_up() for _ in range(3)]
     spinners = [subprocess.Popen([sys.executable, "-c", "while True: pass"])
                 for _ in range(_threads.usable_cores() - n + 1)]
     try:
@@ -315,7 +314,58 @@ def test_held_up_sees_a_spinning_process(restore_threads, monkeypatch):
             p.kill()
             p.wait()
     assert busy == [True] * 3
-    assert quiet.count(True) <= 1  # a quiet machine: at most a passing task
+
+
+def test_held_up_reads_the_running_count(tmp_path, monkeypatch):
+    """The count of tasks running or ready to run (4th field of /proc/loadavg, this
+    thread included) against the cores left beside the region's threads."""
+    from fastbp import _threads
+
+    loadavg = tmp_path / "loadavg"
+    monkeypatch.setattr(_threads, "LOADAVG", str(loadavg))
+    loadavg.write_text("0.50 0.40 0.30 1/180 4242\n")  # only this thread
+    assert _threads._others_running(0) is False
+    loadavg.write_text("1.50 0.40 0.30 2/180 4242\n")  # one other
+    assert _threads._others_running(0) is True
+    assert _threads._others_running(1) is False  # a core left for it
+    loadavg.write_text("garbled\n")
+    assert _threads._others_running(0) is None
+    monkeypatch.setattr(_threads, "_last_probe", [-1.0, False])
+    monkeypatch.setattr(_threads, "_others_running", lambda limit: None)
+    monkeypatch.setattr(_threads, "probe_seconds", lambda n: float("inf"))
+    assert _threads.held_up() is True  # unknown here: the probe region decides
+
+
+def _fit_on_two_threads(_):
+    """A fit whose epochs run as regions on 2 threads: its parameters' bytes."""
+    from fastbp import _threads
+
+    _threads.PARALLEL_MIN_FLOPS = 0
+    _threads.held_up = lambda: False
+    numba.set_num_threads(2)
+    sizes = [6, 9, 3]
+    X, T = make_problem(sizes, "linear", "mse", 32)
+    model = make_model(sizes, "tanh", "linear", "mse")
+    model.fit(X, T, batch_size=8)
+    return model.params.tobytes()
+
+
+@pytest.mark.skipif(numba.config.NUMBA_NUM_THREADS < 2, reason="needs 2 numba threads")
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+def test_regions_run_in_a_forked_child(restore_threads, monkeypatch):
+    """A child forked after the parent ran regions (multiprocessing's default on
+    Linux) gets threads of its own: the parent's executor has none there, and a
+    region submitted to it waited forever. Same bits in both."""
+    import multiprocessing
+
+    from fastbp import _threads
+
+    monkeypatch.setattr(_threads, "PARALLEL_MIN_FLOPS", 0)
+    monkeypatch.setattr(_threads, "held_up", lambda: False)
+    parent = _fit_on_two_threads(0)
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        child = pool.apply_async(_fit_on_two_threads, (0,)).get(timeout=120)
+    assert child == parent
 
 
 def test_activation_blocks_start_apart_from_their_weights_within_a_page():
