@@ -4,8 +4,9 @@ CI), so that no user call pays the JIT compile.
 Each step is a call of the public API on a few samples, so it compiles exactly
 the specialisations that call makes: one kernel per dtype and path. Every
 mini-batch fit, evaluate, loss, gradients and predict runs the same kernel
-(kernels.train.region), serially or on several threads; the parallel regions
-also run a probe kernel (fastbp._threads.held_up), compiled here on one thread too.
+(kernels.train.region), serially or on several threads (a predict of a few rows:
+forward_rows). Where /proc/loadavg is missing, the check before a parallel epoch
+runs a probe kernel (fastbp._threads.held_up), compiled here on one thread too.
 """
 
 import time

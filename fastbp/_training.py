@@ -204,7 +204,7 @@ class _Loop:
         kind = (self.batch_size == 1, self.parallel, self.model.dtype)
         if kind not in _WARM:
             if self.parallel:
-                _threads.held_up()  # the probe kernel loaded too, outside the timing
+                _threads.held_up()  # checked here, outside the timing (answer reused)
             self.run(self.model._optimizer.step, np.arange(0), self.parallel)
             _WARM.add(kind)
         return time.perf_counter() - start
