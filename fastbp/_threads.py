@@ -97,9 +97,9 @@ PROBES = 2
 WAKE_SECONDS = 20e-3  # a probe's threads may take this long to arrive (idle vCPUs)
 PROBE_ROUNDS = 50  # barriers per probe region
 # An answer of held_up() stands for this long: the drop-in calls fit once per
-# epoch (a few ms each on the digits), and five probes per call cost up to one
-# held-up region (~8 ms) each time on a busy machine. Reprobing every 0.25 s bounds
-# that to a few % and still notices load that comes or goes within a second.
+# epoch (a few ms each on the digits), and a check costs ~0.2 ms (~1 ms on a busy
+# machine). Checking every 0.25 s bounds that to well under 1% and still notices
+# load that comes or goes within a second.
 PROBE_VALID_SECONDS = 0.25
 _last_probe = [-1.0, False]  # (when, answer)
 

@@ -4,8 +4,9 @@
 fused with the update, per sample); ``region``, the one kernel of every other
 call -- mini-batch epochs (mode TRAIN), gradients over a data set (GRADIENTS),
 outputs and loss (PASS: evaluate, loss, predict) -- run serially or on several
-threads at once; and ``probe``, the library's check whether other processes
-hold the cores.
+threads at once; and ``probe``, timed barriers of a region's threads: the check
+whether other processes hold the cores where the kernel cannot tell
+(fastbp._threads.held_up).
 
 Regions
 -------
