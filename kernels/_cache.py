@@ -106,6 +106,8 @@ class _Locator(_CacheLocator):
     disambiguator (the first line) of one kernel."""
 
     def __init__(self, py_func, py_file):
+        # numba names _py_file in its warning when a compile result cannot be cached
+        self._py_file = py_file
         self._lineno = py_func.__code__.co_firstlineno
 
     def get_cache_path(self):

@@ -161,3 +161,27 @@ def test_compile_leaves_nothing_to_compile(tmp_path):
     out = _run(code, env, tmp_path)
     assert out.startswith("[] "), out  # nothing of fastbp's compiled
     assert "1}" in out  # the region kernel came from the cache
+
+
+def test_a_result_numba_cannot_cache_warns_instead_of_crashing():
+    # numba refuses to cache code holding a process-specific address (here a
+    # ctypes function pointer) and warns naming the locator's source file: the
+    # locator must provide it, or the compile itself fails.
+    import ctypes
+    import ctypes.util
+    import warnings
+
+    import numba
+
+    libm = ctypes.CDLL(ctypes.util.find_library("m"))
+    cos = libm.cos
+    cos.restype, cos.argtypes = ctypes.c_double, (ctypes.c_double,)
+
+    namespace = {"cos": cos}  # a global, not a closure cell (numba pickles those)
+    exec("def uses_a_pointer(x):\n    return cos(x)\n", namespace)
+    uses_a_pointer = namespace["uses_a_pointer"]
+    kernel = _cache.enable(numba.njit(uses_a_pointer))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert kernel(0.0) == 1.0
+    assert any("Cannot cache" in str(w.message) for w in caught)
