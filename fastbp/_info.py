@@ -6,8 +6,10 @@ import sys
 
 
 def config():
-    """A dict of what fastbp runs on: versions, numba's threading layer and thread
-    count, the BLAS libraries (as threadpoolctl sees them) and the JIT cache folder."""
+    """A dict of what fastbp runs on: versions, the thread count and the cores this
+    process may use, the BLAS libraries (as threadpoolctl sees them) and the JIT
+    cache folder. (Parallel calls run one kernel on Python threads, fastbp._threads:
+    numba's threading layer and OMP_WAIT_POLICY play no part.)"""
     import numba
     import numpy as np
     from threadpoolctl import threadpool_info
@@ -17,20 +19,20 @@ def config():
     except ImportError:
         pass
 
+    from fastbp._threads import usable_cores
     from fastbp._version import __version__
     from fastbp.kernels import _cache
 
-    threads = numba.get_num_threads()  # also starts the threading layer
     return {
         "fastbp": __version__,
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "numpy": np.__version__,
         "numba": numba.__version__,
-        "threading_layer": numba.threading_layer(),
-        "numba_threads": threads,
+        "numba_threads": numba.get_num_threads(),
         "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
         "cpu_count": os.cpu_count(),
+        "usable_cores": usable_cores(),
         "blas": [
             f"{lib.get('internal_api')} {lib.get('version')} ({os.path.basename(lib['filepath'])}, "
             f"{lib.get('num_threads')} threads)"
@@ -38,7 +40,6 @@ def config():
         ],
         "jit_cache": _cache.CACHE_DIR or "(off: no writable folder)",
         "jit_cache_bytes": sum(size for _, size, current in _cache.folders() if current),
-        "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY", "(libgomp default)"),
     }
 
 

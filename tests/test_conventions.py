@@ -35,7 +35,8 @@ def _modules():
 
 
 MODULES = _modules()
-LIBRARY = [p for p in MODULES.values()] + sorted((REPO / "asv_benchmarks").rglob("*.py"))
+# the suite's own files, not asv's virtualenvs and results under asv_benchmarks/.asv
+LIBRARY = [*MODULES.values(), *sorted((REPO / "asv_benchmarks" / "benchmarks").rglob("*.py"))]
 
 
 def _imports(name, path):
