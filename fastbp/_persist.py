@@ -9,6 +9,7 @@ last schedule's state or null). Files from before ``epochs_done``, ``lr_schedule
 and Adam's betas/eps/eps_mode load with their defaults.
 """
 
+import errno
 import io
 import json
 import os
@@ -24,10 +25,26 @@ FORMAT = "fastbp-model"
 FORMAT_VERSION = 1
 
 
+def check_writable(path):
+    """Raise OSError naming ``path`` unless a file can be written there: its folder
+    exists and is writable, and ``path`` is not a folder. Called before the work whose
+    result goes there (``fastbp train --output-model``), not only when writing."""
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, f"folder {folder} does not exist", path)
+    if os.path.isdir(path):
+        raise IsADirectoryError(errno.EISDIR, "is a folder, not a file", path)
+    if not os.access(folder, os.W_OK) or (os.path.exists(path) and not os.access(path, os.W_OK)):
+        raise PermissionError(errno.EACCES, "cannot be written (permission denied)", path)
+
+
 def write_atomic(path, write, binary=True):
     """Call ``write(fh)`` on a temporary file in ``path``'s folder, flush it to disk,
     then ``os.replace`` it onto ``path``: an interrupted or failed write leaves the
-    old file intact and no temporary file behind."""
+    old file intact and no temporary file behind. Errors name ``path``, not the
+    temporary file."""
+    check_writable(path)
     folder = os.path.dirname(os.path.abspath(path))
     fd, tmp = tempfile.mkstemp(prefix=".fastbp-", suffix=".tmp", dir=folder)
     try:
@@ -37,11 +54,24 @@ def write_atomic(path, write, binary=True):
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _mode_for(path))
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
+
+
+def _mode_for(path):
+    """The permission bits a plain ``open(path, "w")`` would leave: an existing
+    file's own, else 0666 less the umask (mkstemp's file is 0600, which other users
+    and services could not read)."""
+    try:
+        return os.stat(path).st_mode & 0o7777
+    except OSError:
+        umask = os.umask(0)  # reading the umask means setting it: put it straight back
+        os.umask(umask)
+        return 0o666 & ~umask
 
 
 def save(model, path):
@@ -67,12 +97,22 @@ def load(cls, path):
     path = os.fspath(path)
     with open(path, "rb") as fh:
         data = fh.read()
+    not_ours = f"{path} is not a fastbp model file (an .npz archive written by Model.save)"
     try:
-        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+        archive = np.load(io.BytesIO(data), allow_pickle=False)
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError):
+        # numpy's own message may advise allow_pickle=True: never for a model file
+        raise ValueError(not_ours) from None
+    if not isinstance(archive, np.lib.npyio.NpzFile):  # a single .npy array
+        raise ValueError(f"{not_ours}: it holds one array of shape {archive.shape}") from None
+    try:
+        with archive:
             arrays = {name: archive[name] for name in ("meta", "params", "buf1", "buf2")}
         meta = json.loads(str(arrays["meta"]))
-    except (zipfile.BadZipFile, KeyError, ValueError, EOFError, OSError) as exc:
-        raise ValueError(f"{path} is not a fastbp model file ({exc})") from None
+    except KeyError:
+        raise ValueError(f"{not_ours}: it lacks the meta, params, buf1 and buf2 arrays") from None
+    except (zipfile.BadZipFile, ValueError, EOFError, OSError):
+        raise ValueError(not_ours) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ValueError(f"{path} is not a fastbp model file (no fastbp header)")
     if meta.get("format_version") != FORMAT_VERSION:

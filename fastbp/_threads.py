@@ -229,17 +229,19 @@ def launch(kernel, parts, args):
 
 
 def run_region(parallel, mode, want_loss, params, buf1, buf2, layout, codes, hyper, step, X,
-               T, order, weights, batch_size, acts, zs, deltas, losses, grads, sums, out):
+               T, order, weights, batch_size, acts, zs, deltas, losses, grads, sums, out,
+               start=0.0):
     """One ``kernels.train.region`` call over the batches of ``order`` (mode TRAIN,
     GRADIENTS or PASS), in parts(parallel) parts on as many threads (at most the
     numba thread count; a part without a thread of its own goes to whichever thread
-    claims it first) or serially: the loss sum."""
+    claims it first) or serially: the loss sum, added on to ``start`` in sample
+    order (so a run cut into calls gives the bits of one call)."""
     n_parts = parts(parallel)
     slots = size = 0
     if parallel:
         n_batches = -(-order.shape[0] // batch_size)
         slots, size = ktrain.sync_size(layout, n_parts, n_batches)
-    total = np.zeros(1)
+    total = np.array([start], dtype=np.float64)
     args = (np.bool_(not parallel), np.int64(n_parts), np.int64(mode), np.bool_(want_loss),
             np.int64(slots), params, buf1, buf2, layout, codes, hyper, np.int64(step), X, T,
             order, weights, np.int64(batch_size), acts, zs, deltas, losses, grads, sums, out,

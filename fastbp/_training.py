@@ -53,6 +53,13 @@ class History:
         for key, value in values.items():
             self.history.setdefault(key, []).append(value)
 
+    def _pop(self):
+        """Take back the last epoch's records (an epoch undone after recording)."""
+        self.epochs.pop()
+        for values in self.history.values():
+            if values:
+                values.pop()
+
     def __repr__(self):
         last = {k: vals[-1] for k, vals in self.history.items() if vals}
         return f"History(epochs={len(self.epochs)}, last={last})"
@@ -145,14 +152,14 @@ def validation_split(model, T, fraction):
 
 
 def _epoch_kernel(model, batch_size, n):
-    """``run(head, order, weights, parallel)``: this batch size's epoch kernel (see
-    fastbp.kernels.train) with its scratch buffers bound; ``head`` holds its first
-    arguments, params .. T."""
+    """``run(head, order, weights, parallel, start)``: this batch size's epoch kernel
+    (see fastbp.kernels.train) with its scratch buffers bound; ``head`` holds its
+    first arguments, params .. T; the loss sum goes on from ``start``."""
     if batch_size == 1:
         scratch = _buffers.online_scratch(model._layout, model.dtype)
 
-        def run(head, order, weights, parallel):  # serial: no parallel, no parts
-            return ktrain.train_epoch_online(*head, order, weights, *scratch)
+        def run(head, order, weights, parallel, start):  # serial: no parallel, no parts
+            return ktrain.train_epoch_online(*head, order, weights, *scratch, start)
 
         return run
     rows = min(batch_size, n)
@@ -161,10 +168,10 @@ def _epoch_kernel(model, batch_size, n):
     grads = _buffers.line_aligned_zeros(model.params.size, model.dtype)
     no_out = np.empty((0, model.sizes[-1]), dtype=model.dtype)
 
-    def run(head, order, weights, parallel):
+    def run(head, order, weights, parallel, start):
         return _threads.run_region(parallel, ktrain.TRAIN, True, *head, order, weights,
                                    batch_size, acts, zs, deltas, losses, grads, grads[:0],
-                                   no_out)
+                                   no_out, start)
 
     return run
 
@@ -175,25 +182,32 @@ _WARM = set()  # (batch size 1, parallel, dtype) of the kernels warm_up has load
 class _Loop:
     """One ``fit`` call's epochs: the kernel call, the rollback, the records."""
 
-    def __init__(self, model, Xc, T, weights, batch_size, lr, shuffle):
+    def __init__(self, model, Xc, T, weights, batch_size, lr, shuffle, rows=None):
         self.model, self.Xc, self.T, self.batch_size, self.shuffle = (
             model, Xc, T, batch_size, shuffle)
-        self.n = Xc.shape[0]
+        self.rows = rows  # the rows of Xc trained on (None: all)
+        self.n = Xc.shape[0] if rows is None else rows.shape[0]
         self.n_batches = -(-self.n // batch_size)
         # The kernels take an empty array for "every weight 1" (their fast path).
-        self.total_weight = (self.n if weights is None
-                             else float(weights.sum(dtype=np.float64)))
+        self.total_weight = (self.n if weights is None else float(
+            (weights if rows is None else weights[rows]).sum(dtype=np.float64)))
         self.weights = np.zeros(0, dtype=model.dtype) if weights is None else weights
         self.kernel = _epoch_kernel(model, batch_size, self.n)
         self.parallel = _threads.parallel(min(batch_size, self.n), model.sizes)
         self.hyper = model._optimizer.settings.hyper(lr)
+        # The first call's size, before any is measured: FLOPs at a modest rate, plus
+        # the update of every parameter (Adam's sqrt and division: 1.4 ms a sample for
+        # 300,000 parameters at batch 1, measured, against 52 us for SGD).
+        update = (5e-9 if model._optimizer.settings.kind == "adam" else 1e-9) * model.params.size
+        self.batches_per_second = 1.0 / (
+            6.0 * model.params.size * batch_size / _FIRST_GUESS_FLOPS + update)
 
-    def run(self, step, order, parallel):
-        """Batches of ``order`` from step ``step``: the kernel's loss sum."""
+    def run(self, step, order, parallel, start=0.0):
+        """Batches of ``order`` from step ``step``: the kernel's loss sum, from ``start``."""
         model, opt = self.model, self.model._optimizer
         head = (model.params, opt.buf1, opt.buf2, model._layout, model._codes, self.hyper,
                 step, self.Xc, self.T)
-        return self.kernel(head, order, self.weights, parallel)
+        return self.kernel(head, order, self.weights, parallel, start)
 
     def warm_up(self):
         """An epoch over no samples: loads (or compiles) the kernels, so that the
@@ -211,53 +225,81 @@ class _Loop:
 
     def epoch(self, epoch, lr, batch_callbacks):
         """One epoch at rate ``lr``: (mean loss, seconds, ran parallel); seconds is None
-        when the loss or the parameters became non-finite and the model was restored
-        to before the epoch (parameters, optimizer state, shuffling stream)."""
+        when the loss or the parameters became non-finite. The caller restores the
+        model then, and on any exception (``train``)."""
         model, opt = self.model, self.model._optimizer
         self.hyper[H_LR] = lr
-        saved = (model.params.copy(), opt.snapshot(), model._rng.bit_generator.state)
         order = model._rng.permutation(self.n) if self.shuffle else np.arange(self.n)
+        if self.rows is not None:
+            order = self.rows[order]
         parallel = self.parallel and not _threads.held_up()
         start = time.perf_counter()
-        if batch_callbacks:
-            total = self._in_chunks(order, epoch, parallel, batch_callbacks)
-        else:
-            total = self.run(opt.step, order, parallel)
+        total = self._in_chunks(order, epoch, parallel, batch_callbacks)
         seconds = time.perf_counter() - start
         opt.step += self.n_batches
         loss = total / self.total_weight
         if not (np.isfinite(loss) and np.isfinite(model.params).all()):
-            model.params[...] = saved[0]
-            opt.restore(saved[1])
-            model._rng.bit_generator.state = saved[2]
             return loss, None, parallel
         return loss, seconds, parallel
 
     def _in_chunks(self, order, epoch, parallel, callbacks):
-        """One epoch as several kernel calls over whole batches of ``order``, with
-        ``on_batches_end`` after each (for progress bars).
+        """One epoch as kernel calls over whole batches of ``order`` of about
+        CHUNK_SECONDS each, with ``on_batches_end`` after each (progress bars).
 
-        The same batches in the same order with the same step numbers as one call,
-        so the parameters are bit-identical; only the loss sum is added in
-        another order (last-bit differences in History's "loss"). Chunks start at
-        about 1% of the epoch and double while they take under 0.05 s, so a fast
-        epoch costs a handful of calls and a slow one reports every ~0.1 s.
+        Why: Python handles Ctrl-C only between calls, and one call per epoch took
+        2.2 s to give way on a 200,000-sample epoch. The same batches in the same
+        order with the same step numbers as one call, and each call's loss sum goes
+        on from the last one's: the same bits, parameters and loss. The first call's
+        size comes from the batches per second of the last epoch (a FLOP estimate
+        before the first), so a 1 ms epoch stays one call.
         """
         n, batch_size, step = self.n, self.batch_size, self.model._optimizer.step
-        done, total, chunk = 0, 0.0, max(1, self.n_batches // 100)
+        done, total = 0, 0.0
+        chunk = max(1, int(CHUNK_SECONDS * self.batches_per_second))
         while done < self.n_batches:
             stop = min(self.n_batches, done + chunk)
             begin = time.perf_counter()
-            total += self.run(step + done, order[done * batch_size:stop * batch_size],
-                              parallel)
-            if time.perf_counter() - begin < 0.05:
-                chunk *= 2
+            total = self.run(step + done, order[done * batch_size:stop * batch_size],
+                             parallel, total)
+            seconds = time.perf_counter() - begin
+            if seconds > 0:
+                self.batches_per_second = (stop - done) / seconds
+                chunk = max(1, int(CHUNK_SECONDS * self.batches_per_second))
             done = stop
             logs = {"batches": done, "n_batches": self.n_batches,
                     "samples": min(done * batch_size, n), "n_samples": n}
             for cb in callbacks:
                 cb.on_batches_end(self.model, epoch, logs)
         return total
+
+    def snapshot(self, schedule):
+        """What an epoch changes: parameters, optimizer state and step, the shuffling
+        stream, the schedule's state, epochs_done."""
+        model = self.model
+        return (model.params.copy(), model._optimizer.snapshot(),
+                model._rng.bit_generator.state, model._schedule_state, model.epochs_done,
+                None if schedule is None else
+                (schedule.state_dict(), schedule._model, schedule._fresh_start))
+
+    def restore(self, saved, schedule):
+        """Put back a ``snapshot``: the model as it was before the epoch."""
+        model = self.model
+        model.params[...] = saved[0]
+        model._optimizer.restore(saved[1])
+        model._rng.bit_generator.state = saved[2]
+        model._schedule_state, model.epochs_done = saved[3], saved[4]
+        if schedule is not None and schedule.state_dict() != saved[5][0]:
+            schedule.load_state_dict(saved[5][0])  # detaches it: attach it again
+            schedule._model, schedule._fresh_start = saved[5][1:]
+
+
+# Seconds of training per kernel call: Ctrl-C lands within about this, and each
+# call costs a launch of the region (~10-50 us: under 0.1% of 0.1 s).
+CHUNK_SECONDS = 0.1
+# FLOP/s assumed for the first call of a fit (6 FLOPs a parameter a sample): a
+# quarter of what M reaches on one core (~90 GFLOP/s); an underestimate only costs
+# one more call.
+_FIRST_GUESS_FLOPS = 2e10
 
 
 def _checked_lr(schedule, lr, epoch):
@@ -282,10 +324,10 @@ def warn_held_up(held_up, epochs, stacklevel):
 
 
 def train(model, Xc, T, val, *, epochs, batch_size, lr, settings, shuffle, cbs, schedule,
-          metrics, weights):
+          metrics, weights, rows=None):
     """The epoch loop of ``Model.fit`` (arguments checked, threads set): a History."""
     model._optimizer.use(settings)
-    loop = _Loop(model, Xc, T, weights, batch_size, lr, shuffle)
+    loop = _Loop(model, Xc, T, weights, batch_size, lr, shuffle, rows)
     history = History()
     history.setup_seconds = loop.warm_up()
     model.stop_training = False
@@ -293,14 +335,27 @@ def train(model, Xc, T, val, *, epochs, batch_size, lr, settings, shuffle, cbs, 
     try:
         cbs.call("on_fit_begin", model, {
             "epochs": epochs, "batch_size": batch_size, "n_samples": loop.n,
-            "n_validation": 0 if val is None else val[0].shape[0], "lr": lr,
+            "n_validation": 0 if val is None else
+            (val[0] if val[2] is None else val[2]).shape[0], "lr": lr,
             "n_threads": numba.get_num_threads(), "metrics": list(metrics)})
         batch_callbacks = cbs.wanting("on_batches_end")
         for epoch in range(1, epochs + 1):
             epoch_lr = _checked_lr(schedule, lr, epoch)
-            loss, seconds, parallel = loop.epoch(epoch, epoch_lr, batch_callbacks)
+            saved = loop.snapshot(schedule)
+            try:  # an epoch lands whole or not at all: Ctrl-C, an error, a callback
+                loss, seconds, parallel = loop.epoch(epoch, epoch_lr, batch_callbacks)
+                if seconds is not None:
+                    logs = _record(model, history, epoch, loss,
+                                   loop.n / max(seconds, 1e-12), val, schedule, epoch_lr)
+                    model.epochs_done += 1
+            except BaseException:
+                loop.restore(saved, schedule)
+                if history.epochs and history.epochs[-1] == epoch:  # recorded already
+                    history._pop()
+                raise
             history.held_up_epochs += loop.parallel and not parallel
             if seconds is None:
+                loop.restore(saved, schedule)
                 cbs.call("on_divergence", model, epoch, {"loss": loss, "lr": epoch_lr})
                 if not model.stop_training:
                     raise TrainingDivergedError(
@@ -310,9 +365,6 @@ def train(model, Xc, T, val, *, epochs, batch_size, lr, settings, shuffle, cbs, 
                     )
                 history.diverged_epoch = epoch
                 break
-            logs = _record(model, history, epoch, loss, loop.n / max(seconds, 1e-12), val,
-                           schedule, epoch_lr)
-            model.epochs_done += 1
             cbs.call("on_epoch_end", model, epoch, logs)
             if model.stop_training:
                 break

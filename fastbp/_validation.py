@@ -135,14 +135,31 @@ def _check_finite_fits(name, arr, dtype):
             )
 
 
-def _kernel_ready(arr, dtype):
-    """C-contiguous, ``dtype`` and writeable (a view of ``arr`` when it already is).
+class _ReadOnlyLoan:
+    """numpy's array interface over a read-only array's memory, marked writeable.
 
-    A read-only array (a memory map, np.broadcast_to, a frozen buffer) has its
-    own numba type: the kernels would be compiled again for it, so it is copied.
+    A read-only array (np.load(..., mmap_mode="r"), np.frombuffer of bytes) has its
+    own numba type: every kernel would compile again for it, and copying it cost a
+    second copy of the data (a 627 MB memory map peaked at 1.44 GB). The kernels
+    only read X and the targets, so they get the same memory typed as writeable.
+    Only the boundary makes these (``_kernel_ready``), and nothing writes into them.
     """
+
+    def __init__(self, arr):
+        self.base = arr  # keeps the memory alive as long as the loan
+        interface = arr.__array_interface__
+        self.__array_interface__ = dict(interface, data=(interface["data"][0], False))
+
+
+def _kernel_ready(arr, dtype):
+    """C-contiguous and ``dtype``, never a copy when ``arr`` already is, writeable
+    or not (a read-only one comes as a writeable-typed loan of its memory)."""
     out = np.ascontiguousarray(arr, dtype=dtype)
-    return out if out.flags.writeable else out.copy()
+    if out.flags.writeable:
+        return out
+    if out.size == 0:
+        return out.copy()
+    return np.asarray(_ReadOnlyLoan(out))
 
 
 def check_X(name, X, n_features, dtype, allow_1d=False):
@@ -164,13 +181,19 @@ def check_X(name, X, n_features, dtype, allow_1d=False):
     return _kernel_ready(arr, dtype), one_sample
 
 
-def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy):
+def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy, classifier=True):
     """Targets as a C-contiguous (n_samples, n_out) ``dtype`` array.
 
-    Accepts (n, n_out) targets, 1-D integer class labels when n_out > 1 (one-hot
-    encoded here) or 1-D values when n_out == 1.
+    Accepts (n, n_out) targets, 1-D integer class labels when n_out > 1 and the
+    model is a ``classifier`` (one-hot encoded here) or 1-D values when n_out == 1.
     """
     arr = _as_real_array(name, Y)
+    if arr.ndim == 1 and n_out > 1 and not classifier:
+        raise ValueError(
+            f"{name} is 1-D, but this model has {n_out} outputs and is not a classifier "
+            f"(1-D class labels need output='softmax', or 'sigmoid' with "
+            f"loss='cross_entropy'): pass {name} of shape (n_samples, {n_out})"
+        )
     if arr.ndim == 1 and n_out > 1:
         if arr.dtype.kind == "f":
             if not np.isfinite(arr).all():
@@ -249,6 +272,11 @@ def class_weights(value, labels, n_classes):
 
 
 def check_validation_data(value):
+    if isinstance(value, (tuple, list)) and len(value) == 3:
+        raise TypeError(
+            "validation_data=(X_val, Y_val, sample_weight_val): validation sample weights "
+            "are not supported (validation scores are unweighted); pass (X_val, Y_val)"
+        )
     if not isinstance(value, (tuple, list)) or len(value) != 2:
         raise TypeError(
             f"validation_data must be a tuple (X_val, Y_val), got {_describe(value)}"

@@ -29,6 +29,7 @@ from fastbp._cli_data import (
     training_data,
 )
 from fastbp._codes import is_classifier
+from fastbp._persist import check_writable
 from fastbp._threads import numba_threads
 from fastbp._version import __version__
 
@@ -267,9 +268,9 @@ def build_parser():
     )
 
     i = sub.add_parser(
-        "info", help="show versions, threading layer, thread count, BLAS and JIT cache",
+        "info", help="show versions, thread count, usable cores, BLAS and JIT cache",
         description="Print what fastbp runs on: its version, Python, NumPy and numba "
-        "versions, numba's threading layer and thread count, the BLAS libraries "
+        "versions, the thread count and the cores this process may use, the BLAS libraries "
         "loaded and their threads, and the folder of the JIT cache.",
     )
     i.set_defaults(func=cmd_info, threads=None)
@@ -316,7 +317,8 @@ def cmd_train(args):
     lr = args.lr
     if lr is None:
         lr = RECIPE["lr_adam"] if args.optimizer == "adam" else RECIPE["lr_sgd"]
-    if args.plot is not None:  # fail before training, not after it
+    check_writable(args.output_model)  # fail before training, not after it
+    if args.plot is not None:
         from fastbp._plot import check_plot_path
 
         check_plot_path(args.plot)
@@ -439,6 +441,8 @@ def cmd_predict(args):
 
     if args.output is not None and not args.output.lower().endswith((".csv", ".npy")):
         raise UsageError(f"--output must end in .csv or .npy, got {args.output}")
+    if args.output is not None:
+        check_writable(args.output)
     model = Model.load(args.model)
     X, _ = read_data(args.data, args.labels, args.label_column, want_labels=False)
     n_in = model.sizes[0]

@@ -178,14 +178,17 @@ class Model:
     def _XY(self, X, Y, xname="X", yname="Y"):
         Xc, _ = self._X(X, xname)
         T = v.check_Y(yname, Y, Xc.shape[0], self.sizes[-1], self.dtype,
-                      self.loss_name == "cross_entropy")
+                      self.loss_name == "cross_entropy", self.is_classifier)
         return Xc, T
 
-    def _pass(self, Xc, T, want_loss, want_grads):
-        """(loss sum, outputs, gradient sums or None) over all samples: one region
-        (kernels.train.region), chunks of _PASS_CHUNK rows."""
-        rows = min(_PASS_CHUNK, Xc.shape[0])
-        out = np.empty((Xc.shape[0], self.sizes[-1]), dtype=self.dtype)
+    def _pass(self, Xc, T, want_loss, want_grads, order=None):
+        """(loss sum, outputs, gradient sums or None) over the samples ``order`` picks
+        (all by default; outputs in that order): one region (kernels.train.region),
+        chunks of _PASS_CHUNK rows."""
+        if order is None:
+            order = np.arange(Xc.shape[0])
+        rows = min(_PASS_CHUNK, order.shape[0])
+        out = np.empty((order.shape[0], self.sizes[-1]), dtype=self.dtype)
         empty = self.params[:0]  # no optimizer state, no sample weights
         grads = sums = empty
         if want_grads:
@@ -194,7 +197,7 @@ class Model:
         total = _threads.run_region(
             _threads.parallel(rows, self.sizes), GRADIENTS if want_grads else PASS, want_loss,
             self.params, empty, empty, self._layout, self._codes, np.zeros(N_HYPER), 0, Xc, T,
-            np.arange(Xc.shape[0]), empty, rows,
+            order, empty, rows,
             *_buffers.batch_scratch(self.params, self._layout, rows, self.dtype), grads, sums,
             out)
         return total, out, sums if want_grads else None
@@ -242,11 +245,12 @@ class Model:
             return float(np.mean(out.argmax(axis=1) == T.argmax(axis=1)))
         return float(np.mean(np.all((out > 0.5) == (T > 0.5), axis=1)))
 
-    def _evaluate(self, Xc, T):
-        total, out, _ = self._pass(Xc, T, True, False)
-        result = {"loss": total / Xc.shape[0]}
+    def _evaluate(self, Xc, T, order=None):
+        """evaluate() on converted arrays, over the rows ``order`` picks (all by default)."""
+        total, out, _ = self._pass(Xc, T, True, False, order)
+        result = {"loss": total / out.shape[0]}
         if self.is_classifier:
-            result["accuracy"] = self._accuracy(out, T)
+            result["accuracy"] = self._accuracy(out, T if order is None else T[order])
         return result
 
     def evaluate(self, X, Y):
@@ -275,6 +279,40 @@ class Model:
 
         Parameters
         ----------
+        X : array-like of shape (n_samples, n_in)
+            Inputs (real numbers, finite). A C-contiguous array of the model's dtype
+            is read in place; anything else is converted once.
+        Y : array-like of shape (n_samples, n_out), or (n_samples,) class labels
+            Targets. 1-D integer labels 0 .. n_out - 1 are one-hot encoded for a
+            softmax output (0/1 for a single sigmoid output); cross_entropy needs
+            targets in [0, 1].
+        epochs : int >= 0, default 1
+            Passes over the data in this call. 0 trains nothing and returns an
+            empty History (the inputs are still checked), so
+            ``fit(epochs=total - model.epochs_done)`` is right after a resume
+            whose checkpoint was complete.
+        batch_size : int >= 1, default 1
+            Samples per gradient step; the last batch of an epoch may be smaller.
+            1 is online training (the update fused into the delta recursion).
+        lr : float >= 0, default 0.1
+            The learning rate (the base rate when ``lr_schedule`` is given).
+        optimizer : "sgd" (default) or "adam"
+            The update rule: ``torch.optim.SGD`` or ``torch.optim.Adam`` semantics.
+        momentum : float >= 0, default 0
+            SGD's momentum (torch's form: v = momentum v + g, step lr v).
+        nesterov : bool, default False
+            Nesterov momentum (needs momentum > 0).
+        weight_decay : float >= 0, default 0
+            torch's weight decay: weight_decay * theta added to every parameter's
+            gradient, biases included (see ``l2`` for scikit-learn's alpha).
+        shuffle : bool, default True
+            Visit the samples in a new random order each epoch, drawn from the
+            model's generator (seeded by ``seed``); False keeps their order.
+        validation_data : (X_val, Y_val), optional
+            Scored after every epoch: ``"val_loss"`` (and ``"val_accuracy"`` for
+            classifiers) in the History. Not used for training.
+        progress : bool, default False
+            Show a progress bar (tqdm) with the running loss and samples/s.
         callbacks : callback or list of callbacks, optional
             Objects with any of the hooks described in :mod:`fastbp.callbacks`;
             one sets ``model.stop_training = True`` to stop after the epoch.
@@ -324,7 +362,7 @@ class Model:
             scaled), it is part of the loss being minimised; History's
             ``"loss"`` reports the data term only.
         """
-        epochs = v.check_positive_int("epochs", epochs)
+        epochs = v.check_nonneg_int("epochs", epochs)
         batch_size = v.check_positive_int("batch_size", batch_size)
         lr = v.check_nonneg_float("lr", lr)
         settings = optim.Settings.checked(optimizer, momentum, nesterov, weight_decay, betas,
@@ -340,8 +378,10 @@ class Model:
             if validation_data is not None:
                 raise ValueError("validation_split and validation_data are mutually "
                                  "exclusive: pass one of them")
-        Xc, T, val, weights = self._fit_data(X, Y, validation_data, validation_split,
-                                             sample_weight, class_weight)
+        Xc, T, rows, val, weights = self._fit_data(X, Y, validation_data, validation_split,
+                                                   sample_weight, class_weight)
+        if epochs == 0:  # as Keras: nothing to train (a resumed run already complete)
+            return _training.History()
         metrics = ["loss", "samples_per_second", "lr"]
         if val is not None:
             metrics += ["val_loss", "val_accuracy"] if self.is_classifier else ["val_loss"]
@@ -353,26 +393,27 @@ class Model:
             return _training.train(
                 self, Xc, T, val, epochs=epochs, batch_size=batch_size, lr=lr,
                 settings=settings, shuffle=shuffle, cbs=fcallbacks._CallbackList(callbacks),
-                schedule=lr_schedule, metrics=metrics, weights=weights)
+                schedule=lr_schedule, metrics=metrics, weights=weights, rows=rows)
 
     def _fit_data(self, X, Y, validation_data, validation_split, sample_weight,
                   class_weight):
-        """fit's (X, targets, validation pair or None, weights or None), converted."""
+        """fit's (X, targets, training rows or None for all, validation (X, targets,
+        rows or None) or None, weights or None), converted. ``validation_split``
+        picks rows by index: neither part of X is copied."""
         Xc, T = self._XY(X, Y)
         weights = _training.sample_weights(self, T, sample_weight, class_weight)
-        val = None
+        rows = val = None
         if validation_data is not None:
             Xv, Yv = v.check_validation_data(validation_data)
-            val = self._XY(Xv, Yv, "validation_data[0]", "validation_data[1]")
+            val = (*self._XY(Xv, Yv, "validation_data[0]", "validation_data[1]"), None)
         elif validation_split is not None:
-            train, held_out = _training.validation_split(self, T, validation_split)
-            Xc, T, val = Xc[train], T[train], (Xc[held_out], T[held_out])
+            rows, held_out = _training.validation_split(self, T, validation_split)
+            val = (Xc, T, held_out)
             if weights is not None:
-                weights = weights[train]
-                if not weights.any():
+                if not weights[rows].any():
                     raise ValueError("sample_weight/class_weight: every sample left for "
                                      "training after validation_split weighs 0")
-        return Xc, T, val, weights
+        return Xc, T, rows, val, weights
 
     # -- persistence --------------------------------------------------------------
 

@@ -91,7 +91,7 @@ from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
 
 @jit_serial
 def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, order,
-                       weights, A, Z, D, loss):
+                       weights, A, Z, D, loss, start):
     """One epoch of online training (batch size 1, serial):
     forward, then ``online_step`` (backward fused with the update) per sample, in
     ``order``; returns the sum of the per-sample losses before each update,
@@ -112,11 +112,13 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
     """
     a, z, delta = A[0], Z[0], D[0]
     weighted = weights.shape[0] > 0
+    # the loss sum goes on from ``start``: an epoch cut into several calls (Model.fit
+    # does, so that Ctrl-C lands within ~0.1 s) adds its losses in the same order
+    total = start
     wd, l2 = hyper[H_WD], hyper[H_L2]
     n_in = layout[SIZE, 0]
     out_start = layout[UNIT, layout.shape[1] - 1]
     n_out = layout[SIZE, layout.shape[1] - 1]
-    total = 0.0
     n_samples = order.shape[0]
     line = 64 // X.itemsize  # elements per cache line
     for k in range(n_samples):

@@ -1,5 +1,6 @@
 """The fastbp command: help, training end to end, user data, errors, console script."""
 
+import os
 import re
 import struct
 import subprocess
@@ -634,3 +635,30 @@ def test_train_and_evaluate_load_no_benchmark_lab_and_no_torch(tmp_path):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "loaded: []" in done.stdout
+
+
+def test_output_paths_are_checked_before_any_work(capsys, tmp_path, blobs_npz):
+    # a missing folder, a folder given as the file, a read-only folder: each
+    # refused before training (nothing printed on stdout), naming the user's path
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    bad = [tmp_path / "no" / "such" / "m.npz", tmp_path]
+    if not os.access(locked, os.W_OK):  # root may write anywhere
+        bad.append(locked / "m.npz")
+    for path in bad:
+        status, out, err = run(capsys, "train", "--data", blobs_npz, *SMALL,
+                               "--output-model", path)
+        assert status == 2 and out == "" and str(path) in err and ".tmp" not in err
+    model = tmp_path / "m.npz"
+    assert run(capsys, "train", "--data", blobs_npz, *SMALL, "--output-model", model)[0] == 0
+    status, out, err = run(capsys, "predict", model, "--data", blobs_npz,
+                           "--output", tmp_path / "no" / "p.csv")
+    assert status == 2 and str(tmp_path / "no" / "p.csv") in err and out == ""
+
+
+def test_save_to_a_missing_folder_names_the_path(tmp_path):
+    path = tmp_path / "no" / "m.npz"
+    with pytest.raises(FileNotFoundError) as caught:
+        fastbp.Model([2, 3, 1]).save(path)
+    assert caught.value.filename == str(path)

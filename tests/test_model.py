@@ -92,7 +92,7 @@ BAD_FIT = [
     (dict(Y=np.eye(4)[y0]), ValueError, "Y has 4 columns"),
     (dict(Y=2 * np.eye(3)[y0]), ValueError, r"Y targets for cross_entropy must lie in \[0, 1\]"),
     (dict(Y=np.zeros((20, 3, 1))), ValueError, "Y must be 1-D or 2-D"),
-    (dict(epochs=0), ValueError, "epochs"),
+    (dict(epochs=-1), ValueError, "epochs must be a non-negative integer"),
     (dict(epochs=2.0), TypeError, "epochs"),
     (dict(batch_size=0), ValueError, "batch_size"),
     (dict(batch_size=-3), ValueError, "batch_size"),
@@ -110,6 +110,7 @@ BAD_FIT = [
     (dict(optimizer="adam", momentum=0.9), ValueError, "momentum"),
     (dict(shuffle="yes"), TypeError, "shuffle"),
     (dict(validation_data=X0), TypeError, "validation_data"),
+    (dict(validation_data=(X0, y0, np.ones(20))), TypeError, "validation sample weights"),
     (dict(validation_data=(X0[:, :2], y0)), ValueError, r"validation_data\[0\] has 2 features"),
     (dict(validation_data=(X0, y0[:5])), ValueError, r"validation_data\[1\] has 5 samples"),
 ]
@@ -330,6 +331,75 @@ def test_load_rejects_truncated_foreign_and_missing_files(tmp_path):
         fastbp.Model.load(tmp_path / "missing.npz")
 
 
+def test_1d_targets_for_a_multi_output_regression_are_refused():
+    # read as class labels they would silently train one-hot targets
+    model = fastbp.Model([4, 6, 3], output="linear", loss="mse", seed=0)
+    X, y = np.zeros((5, 4)), np.arange(5) % 3
+    before = model.params.copy()
+    for call in (lambda: model.fit(X, y), lambda: model.evaluate(X, y),
+                 lambda: model.loss(X, y), lambda: model.gradients(X, y)):
+        with pytest.raises(ValueError, match=r"Y is 1-D.*not a classifier.*\(n_samples, 3\)"):
+            call()
+    assert np.array_equal(model.params, before)
+    # a classifier still takes labels, a single output still takes 1-D values
+    fastbp.Model([4, 6, 3], output="softmax", loss="cross_entropy").fit(X, y)
+    fastbp.Model([4, 6, 1], output="linear").fit(X, y.astype(float))
+
+
+def test_fit_of_zero_epochs_changes_nothing_and_still_checks_its_input():
+    # a resumed run that is already complete: fit(epochs=TOTAL - epochs_done)
+    model = classifier()
+    X = np.random.default_rng(0).normal(size=(10, 4))
+    y = np.arange(10) % 3
+    model.fit(X, y, epochs=2, optimizer="adam", lr=0.01)
+    before = model.params.copy(), model._optimizer.step, model.epochs_done
+    before_rng = model._rng.bit_generator.state
+    history = model.fit(X, y, epochs=0, optimizer="adam", lr=0.01)
+    assert history.epochs == [] and history.history["loss"] == []
+    assert np.array_equal(model.params, before[0])
+    assert (model._optimizer.step, model.epochs_done) == before[1:]
+    assert model._rng.bit_generator.state == before_rng
+    with pytest.raises(ValueError, match="Y has 9 samples"):
+        model.fit(X, y[:-1], epochs=0)
+
+
+def test_load_of_other_numpy_files_names_the_file(tmp_path):
+    # a .npy array (np.load returns an array, not an archive), a pickled object
+    # array in an .npz, and a plain pickle: each a ValueError naming the path,
+    # never numpy's advice to pass allow_pickle=True
+    npy = tmp_path / "weights.npy"
+    np.save(npy, np.zeros(3))
+    objects = tmp_path / "objects.npz"
+    np.savez(objects, meta=np.array([{"a": 1}], dtype=object), params=np.zeros(3),
+             buf1=np.zeros(3), buf2=np.zeros(3))
+    pickled = tmp_path / "pickled.npy"
+    np.save(pickled, np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    for path in (npy, objects, pickled):
+        with pytest.raises(ValueError, match="not a fastbp model file") as caught:
+            fastbp.Model.load(path)
+        assert str(path) in str(caught.value)
+        assert "allow_pickle" not in str(caught.value)
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
+def test_saved_files_honour_the_umask(tmp_path, umask):
+    model = classifier()
+    old = os.umask(umask)
+    try:
+        model.save(tmp_path / "m.npz")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "m.npz").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_saving_over_a_file_keeps_its_mode(tmp_path):
+    path = tmp_path / "m.npz"
+    classifier().save(path)
+    os.chmod(path, 0o640)
+    classifier().save(path)
+    assert path.stat().st_mode & 0o777 == 0o640
+
+
 def test_interrupted_save_keeps_the_old_file(tmp_path, monkeypatch):
     model = classifier()
     path = tmp_path / "model.npz"
@@ -416,7 +486,8 @@ def test_changing_betas_resets_adam_state():
 
 def test_read_only_inputs_are_accepted_and_left_alone():
     """Read-only X/Y (e.g. memory maps) train like writeable ones; fastbp hands
-    the kernels a writeable copy so they are not compiled again for them."""
+    the kernels the same memory typed as writeable (no copy, no new compile), and
+    the user's arrays stay read-only and unchanged."""
     X = np.random.default_rng(0).normal(size=(12, 3)).astype(np.float32)
     y = np.random.default_rng(1).integers(0, 2, size=12)
     Xr, yr = X.copy(), y.copy()
@@ -431,6 +502,7 @@ def test_read_only_inputs_are_accepted_and_left_alone():
     from fastbp import _validation
 
     view, _ = _validation.check_X("X", Xr, 3, np.dtype(np.float32))
-    assert view.flags.writeable and not np.shares_memory(view, Xr)
+    assert view.flags.writeable and np.shares_memory(view, Xr)  # a loan, not a copy
+    assert not Xr.flags.writeable and np.array_equal(Xr, X)
     same, _ = _validation.check_X("X", X, 3, np.dtype(np.float32))
     assert np.shares_memory(same, X)  # writeable data is not copied
