@@ -373,13 +373,24 @@ def _plain(x):
 
 
 class ProgressBar(Callback):
-    """A tqdm bar over the epochs showing loss, validation values, lr and samples/s,
-    moving within an epoch as its batches are done ("batch k/N").
+    """Training progress: on a terminal (or in a notebook) a tqdm bar over the
+    epochs, moving within an epoch as its batches are done ("epoch k/N, batch
+    b/B"), with the loss, validation values, lr and samples/s after each epoch.
 
-    Quiet when the stream (``file``, default ``sys.stderr`` at ``fit`` time) is
-    not a terminal, so logs of batch jobs stay clean, unless ``force=True`` (in a
-    Jupyter notebook tqdm's widget is used). ``fit(progress=True)`` adds a
-    forced one unless ``callbacks`` already holds a ProgressBar.
+    Off a terminal (a file, a pipe, a CI log; ``file``, default ``sys.stderr`` at
+    ``fit`` time) there are no carriage-return redraws: with ``force=True`` one
+    plain line per epoch, written and flushed as the epoch ends; without it,
+    nothing. ``fit(progress=True)`` adds a forced one unless ``callbacks`` already
+    holds a ProgressBar.
+
+    Parameters
+    ----------
+    file : writable text stream, optional
+        Where to write (default: ``sys.stderr`` when fit begins).
+    force : bool, default False
+        Report off a terminal too, as one line per epoch.
+    leave : bool, default True
+        Keep the finished bar on the terminal.
     """
 
     def __init__(self, file=None, force=False, leave=True):
@@ -387,69 +398,96 @@ class ProgressBar(Callback):
         self.force = v.check_bool("force", force)
         self.leave = v.check_bool("leave", leave)
         self.bar = None
+        self._lines = None  # the stream of one-line-per-epoch reports, off a terminal
 
-    def _quiet(self, stream):
+    @staticmethod
+    def _live(stream):
         from tqdm import autonotebook, std
 
         # tqdm.autonotebook's tqdm is the plain one except in a notebook kernel
-        if self.force or autonotebook.tqdm is not std.tqdm:
-            return False
+        if autonotebook.tqdm is not std.tqdm:
+            return True
         isatty = getattr(stream, "isatty", None)
         try:
-            return not (callable(isatty) and isatty())
+            return callable(isatty) and bool(isatty())
         except (ValueError, OSError):  # a closed stream
-            return True
+            return False
 
     def on_fit_begin(self, model, logs):
         from tqdm.auto import tqdm
 
         stream = sys.stderr if self.file is None else self.file
-        self.bar = tqdm(
-            total=logs.get("epochs"),
-            unit="epoch",
-            desc="fit",
-            file=stream,
-            leave=self.leave,
-            disable=self._quiet(stream),
-        )
-        self._done = 0
+        self._epochs, self._done = logs.get("epochs"), 0
+        if not self._live(stream):
+            self._lines = stream if self.force else None
+            return
+        # whole epochs in the text ("epoch 3/30"): the bar's own counter would show
+        # the fraction within an epoch ("5.333333333333333/30")
+        self.bar = tqdm(total=self._epochs, desc="fit", file=stream, leave=self.leave,
+                        bar_format="{desc}: {percentage:3.0f}%|{bar}| {postfix} "
+                                   "[{elapsed}<{remaining}]")
+        self.bar.set_postfix_str(f"epoch 0/{self._epochs}", refresh=False)
 
     @property
     def wants_batch_progress(self):
-        """Only a visible bar asks fit for progress within epochs."""
-        return self.bar is not None and not self.bar.disable
+        """Only a live bar asks fit for progress within epochs."""
+        return self.bar is not None
 
     def on_batches_end(self, model, epoch, logs):
-        if not self.wants_batch_progress:
+        if self.bar is None:
             return
         position = epoch - 1 + logs["batches"] / logs["n_batches"]
-        self.bar.set_postfix_str(f"batch {logs['batches']}/{logs['n_batches']}",
-                                 refresh=False)
+        self.bar.set_postfix_str(f"epoch {epoch}/{self._epochs}, "
+                                 f"batch {logs['batches']}/{logs['n_batches']}", refresh=False)
         self.bar.update(position - self._done)  # tqdm redraws at most every 0.1 s
         self._done = position
 
     def on_epoch_end(self, model, epoch, logs):
-        if self.bar is None:
+        if self.bar is None and self._lines is None:
             return
-        shown = {}
+        shown = [f"epoch {epoch}/{self._epochs}"]
         for key in ("loss", "val_loss", "val_accuracy", "lr"):
             if key in logs:
-                shown[key] = f"{logs[key]:.4g}"
-        shown["samples/s"] = f"{logs.get('samples_per_second', 0.0):,.0f}"
-        self.bar.set_postfix(shown, refresh=False)
+                shown.append(f"{key}={logs[key]:.4g}")
+        shown.append(f"samples/s={logs.get('samples_per_second', 0.0):,.0f}")
+        if self.bar is None:
+            self._lines.write(f"fit: {'  '.join(shown)}\n")
+            self._lines.flush()
+            return
+        self.bar.set_postfix_str(", ".join(shown), refresh=False)
         self.bar.update(epoch - self._done)
-        self.bar.n = self._done = epoch  # a whole number again ("3/3", not "3.0/3")
+        self._done = epoch
 
     def _close(self):
         if self.bar is not None:
             self.bar.close()
             self.bar = None
+        self._lines = None
 
     def on_fit_end(self, model, logs):
         self._close()
 
     def on_exception(self, model, exc):
         self._close()
+
+
+class _EpochLines:
+    """``fastbp train``'s line per epoch on stdout, written and flushed as the epoch
+    ends (through tqdm.write, which clears a live bar first and draws it again)."""
+
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_epoch_end(self, model, epoch, logs):
+        from tqdm import tqdm
+
+        line = f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}  loss {logs['loss']:.4f}"
+        for key in ("val_loss", "val_accuracy"):
+            if key in logs:
+                line += f"  {key} {logs[key]:.4f}"
+        line += f"  {logs['samples_per_second']:,.0f} samples/s"
+        tqdm.write(line, file=sys.stdout)
+        sys.stdout.flush()
 
 
 class _CallbackList:

@@ -361,6 +361,13 @@ def cmd_train(args):
         f"{numba.get_num_threads()} threads"
     )
     validation = None if Xte is None else (apply_scaler(Xte, scaler), yte)
+    from fastbp.callbacks import ProgressBar, _EpochLines
+
+    # the live bar on a terminal's stderr only; the epoch lines on stdout as each
+    # epoch ends, so `fastbp train > log.txt` and CI logs read cleanly
+    callbacks = [_EpochLines(args.epochs)]
+    if not args.no_progress:
+        callbacks.insert(0, ProgressBar())
     history = model.fit(
         apply_scaler(Xtr, scaler),
         ytr,
@@ -369,10 +376,9 @@ def cmd_train(args):
         lr=lr,
         weight_decay=args.weight_decay,
         validation_data=validation,
-        progress=not args.no_progress,
+        callbacks=callbacks,
         **opt,
     )
-    _print_history(history.history, args.epochs)
     print(
         f"kernels ready in {history.setup_seconds:.2f} s before the first epoch (JIT "
         "compile on a first run, a cache load after; not counted in samples/s)"
@@ -391,18 +397,6 @@ def cmd_train(args):
         save_history_plot(history, args.plot, title=f"{model}")
         print(f"saved plot: {os.path.abspath(args.plot)}")
     return 0
-
-
-def _print_history(hist, epochs):
-    width = len(str(epochs))
-    for i in range(len(hist["loss"])):
-        line = f"epoch {i + 1:>{width}}/{epochs}  loss {hist['loss'][i]:.4f}"
-        if "val_loss" in hist:
-            line += f"  val_loss {hist['val_loss'][i]:.4f}"
-        if "val_accuracy" in hist:
-            line += f"  val_accuracy {hist['val_accuracy'][i]:.4f}"
-        line += f"  {hist['samples_per_second'][i]:,.0f} samples/s"
-        print(line)
 
 
 def _result_line(where, result):

@@ -1,6 +1,7 @@
 """fit's callbacks, validation_split and n_threads: fastbp.callbacks and fit's hooks."""
 
 import csv
+import io
 import json
 import os
 import re
@@ -330,9 +331,10 @@ def test_progress_bar_quiet_off_a_terminal_unless_forced(capsys):
         callbacks=[ProgressBar(force=True)],
     )
     err = capsys.readouterr().err
-    assert "3/3" in err and "val_loss=" in err and "samples/s=" in err
+    assert "epoch 3/3" in err and "val_loss=" in err and "samples/s=" in err
+    assert "\r" not in err  # off a terminal: lines, no redraws
     model.fit(X, Y, epochs=2, **FIT, progress=True)  # as before: progress=True shows it
-    assert "2/2" in capsys.readouterr().err
+    assert "epoch 2/2" in capsys.readouterr().err
     model.fit(X, Y, epochs=2, **FIT, progress=True, callbacks=[ProgressBar()])
     assert capsys.readouterr().err == ""  # the user's bar replaces progress=True's
 
@@ -397,20 +399,45 @@ def test_batch_progress_only_when_wanted(monkeypatch):
 
 
 def test_progress_bar_moves_within_an_epoch():
-    import io
 
     class EagerBar(ProgressBar):  # redraw at every update, not every 0.1 s
         def on_fit_begin(self, model, logs):
             super().on_fit_begin(model, logs)
             self.bar.mininterval = 0
 
-    out = io.StringIO()
+    out = Terminal()
     rng = np.random.default_rng(5)
     regressor().fit(rng.normal(size=(3000, 3)), rng.normal(size=(3000, 1)), epochs=2,
-                    batch_size=2, lr=0.01, callbacks=[EagerBar(file=out, force=True)])
+                    batch_size=2, lr=0.01, callbacks=[EagerBar(file=out)])
     text = out.getvalue()
-    assert re.search(r"batch \d+/1500", text)
-    assert "2/2" in text and "loss=" in text
+    assert re.search(r"epoch 1/2, batch \d+/1500", text)
+    assert "epoch 2/2" in text and "loss=" in text
+    # whole epochs in the text, never the bar's fraction ("5.333333333333333/30")
+    assert not re.search(r"\d\.\d+/\d", text.replace("samples/s", ""))
+
+
+class Terminal(io.StringIO):
+    """A stream that says it is a terminal."""
+
+    def isatty(self):
+        return True
+
+
+def test_progress_off_a_terminal_is_one_plain_line_per_epoch_as_it_ends():
+    out = io.StringIO()
+    seen = []
+
+    class Watch:  # after the bar's on_epoch_end: its line is already written
+        def on_epoch_end(self, model, epoch, logs):
+            seen.append(out.getvalue().count("\n"))
+
+    regressor().fit(X, Y, epochs=3, **FIT, validation_data=(XV, YV),
+                    callbacks=[ProgressBar(file=out, force=True), Watch()])
+    text = out.getvalue()
+    assert "\r" not in text and seen == [1, 2, 3]
+    lines = text.splitlines()
+    assert [line.split("  ")[0] for line in lines] == [f"fit: epoch {k}/3" for k in (1, 2, 3)]
+    assert all("val_loss=" in line and "samples/s=" in line for line in lines)
 
 
 # -- validation_split ------------------------------------------------------------------

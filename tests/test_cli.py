@@ -1,5 +1,6 @@
 """The fastbp command: help, training end to end, user data, errors, console script."""
 
+import io
 import os
 import re
 import struct
@@ -181,22 +182,32 @@ def test_train_digits_end_to_end(capsys, tmp_path):
     assert result["accuracy"] > 0.8
 
 
-def test_train_progress_bar(capsys, tmp_path, blobs_npz):
-    status, out, err = run(
-        capsys,
-        "train",
-        "--data",
-        blobs_npz,
-        "--epochs",
-        "2",
-        "--hidden-sizes",
-        "8",
-        "--output-model",
-        tmp_path / "m.npz",
-    )
-    assert status == 0
-    assert "2/2" in err  # tqdm's bar over epochs, on stderr
-    assert "held-out" in out
+class Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_train_reports_each_epoch_as_it_ends_and_draws_no_bar_into_logs(
+        capsys, tmp_path, blobs_npz, monkeypatch):
+    argv = ["train", "--data", blobs_npz, "--epochs", "2", "--hidden-sizes", "8",
+            "--output-model", tmp_path / "m.npz"]
+    during = []
+    fit = fastbp.Model.fit
+
+    def watched(self, *args, **kwargs):
+        history = fit(self, *args, **kwargs)
+        during.append(capsys.readouterr().out)  # what stdout held when fit returned
+        return history
+
+    monkeypatch.setattr(fastbp.Model, "fit", watched)
+    status, out, err = run(capsys, *argv)  # stdout and stderr are not terminals here
+    assert status == 0 and "held-out" in out
+    assert re.search(r"epoch 1/2  loss \S+  val_loss .*\nepoch 2/2  loss", during[0])
+    assert "\r" not in during[0] + out + err and "fit:" not in err  # no bar in logs
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)  # a terminal: the live bar there
+    assert run(capsys, *argv)[0] == 0
+    assert "epoch 2/2" in terminal.getvalue() and "\r" in terminal.getvalue()
 
 
 @pytest.mark.slow
