@@ -44,7 +44,13 @@ def config():
 
 
 def show_config(file=None):
-    """Print :func:`config` as ``key: value`` lines (to stdout by default)."""
+    """Print :func:`config` as ``key: value`` lines.
+
+    Parameters
+    ----------
+    file : writable text stream, optional
+        Where to print (default: ``sys.stdout``).
+    """
     for key, value in config().items():
         if isinstance(value, list):
             value = "; ".join(value) if value else "(none found)"

@@ -15,10 +15,10 @@ calls them in the order the callbacks were given:
 ``on_batches_end(model, epoch, logs)``
     During an epoch, after each run of batches (for progress displays). ``logs``:
     "batches" and "samples" done so far in the epoch, "n_batches", "n_samples".
-    Only callbacks that define it (not the no-op of :class:`Callback`) and do
-    not set ``wants_batch_progress = False`` make ``fit`` run an epoch as
-    several kernel calls (a few when the epoch is fast, one every ~0.1 s when it
-    is slow): the parameters are the same bits either way.
+    ``fit`` runs an epoch as kernel calls of about 0.1 s each (so that Ctrl-C
+    lands promptly; the same bits as one call) and reports after each one to the
+    callbacks that define this hook (not the no-op of :class:`Callback`) and do
+    not set ``wants_batch_progress = False``.
 ``on_fit_end(model, logs)``
     When training ends normally, by running all epochs or by a stop; ``logs`` are
     the last epoch's (empty if none completed).
@@ -32,7 +32,9 @@ calls them in the order the callbacks were given:
 ``on_exception(model, exc)``
     When an exception leaves ``fit`` after ``on_fit_begin`` (a divergence not
     handled, an error in a callback, KeyboardInterrupt): for cleanup only, the
-    exception is raised again afterwards.
+    exception is raised again afterwards. An epoch the exception interrupted is
+    undone whole: parameters, optimizer state and step, shuffling stream, the
+    schedule's state and ``epochs_done`` are as before it.
 
 Training stops after the current epoch when a callback sets
 ``model.stop_training = True``; ``fit`` resets it to False when it starts.
@@ -76,25 +78,80 @@ __all__ = [
 
 
 class Callback:
-    """Base class with every hook as a no-op; override the ones you need."""
+    """Base class with every hook as a no-op; override the ones you need (the
+    module docstring says when each is called and what ``logs`` holds)."""
 
     def on_fit_begin(self, model, logs):
-        pass
+        """Before the first epoch.
+
+        Parameters
+        ----------
+        model : fastbp.Model
+            The model being trained.
+        logs : dict
+            See the module docstring for its keys.
+        """
 
     def on_epoch_end(self, model, epoch, logs):
-        pass
+        """After each epoch.
+
+        Parameters
+        ----------
+        model : fastbp.Model
+            The model being trained.
+        epoch : int
+            The epoch, counted from 1 in each ``fit`` call.
+        logs : dict
+            See the module docstring for its keys.
+        """
 
     def on_batches_end(self, model, epoch, logs):
-        pass
+        """During an epoch, after each run of batches.
+
+        Parameters
+        ----------
+        model : fastbp.Model
+            The model being trained.
+        epoch : int
+            The epoch, counted from 1 in each ``fit`` call.
+        logs : dict
+            See the module docstring for its keys.
+        """
 
     def on_fit_end(self, model, logs):
-        pass
+        """When training ends normally.
+
+        Parameters
+        ----------
+        model : fastbp.Model
+            The model being trained.
+        logs : dict
+            See the module docstring for its keys.
+        """
 
     def on_divergence(self, model, epoch, logs):
-        pass
+        """When an epoch's loss or parameters became NaN/inf.
+
+        Parameters
+        ----------
+        model : fastbp.Model
+            The model being trained.
+        epoch : int
+            The epoch, counted from 1 in each ``fit`` call.
+        logs : dict
+            See the module docstring for its keys.
+        """
 
     def on_exception(self, model, exc):
-        pass
+        """When an exception leaves ``fit``.
+
+        Parameters
+        ----------
+        model : fastbp.Model
+            The model being trained.
+        exc : BaseException
+            The exception leaving ``fit``.
+        """
 
 
 def _require(owner, what, key, logs):
@@ -140,6 +197,21 @@ class EarlyStopping(Callback):
     training ends, whether this callback stopped it or not. The optimizer state
     (momentum, Adam moments) and the shuffling stream are those of the last
     epoch run. State is reset at each ``fit``.
+
+    Parameters
+    ----------
+    monitor : str, default "val_loss"
+        A key of the epochs' logs ("loss", "val_loss", "val_accuracy", ...); fit
+        raises at its start if it will not be logged.
+    patience : int >= 0, default 0
+        Epochs without improvement to allow before stopping.
+    min_delta : float >= 0, default 0
+        How much a value must beat the best to count as an improvement.
+    mode : "auto" (default), "min" or "max"
+        Whether lower or higher is better ("auto": higher for names ending in
+        "accuracy").
+    restore_best_weights : bool, default False
+        Copy the best epoch's parameters back when training ends.
 
     Attributes
     ----------
@@ -266,6 +338,19 @@ class ModelCheckpoint(Callback):
     ``Model.save``): ``Model.load`` and ``fit`` for the remaining
     ``total - model.epochs_done`` epochs continue the run exactly.
 
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file to write, with optional ``str.format`` fields (above).
+    every : int >= 1, default 1
+        Save after every ``every``-th epoch.
+    save_best_only : bool, default False
+        Save only when ``monitor`` improves on the best saved in this ``fit``.
+    monitor : str, default "val_loss"
+        The logged value ``save_best_only`` compares.
+    mode : "auto" (default), "min" or "max"
+        Whether lower or higher ``monitor`` is better.
+
     Attributes
     ----------
     saved : list of str
@@ -329,6 +414,11 @@ class HistoryLogger(Callback):
     object of lists, ``{"epoch": [1, 2, ...], "loss": [...], ...}``, like
     ``History.history``. The file is rewritten atomically each epoch and holds
     the epochs of the current ``fit`` (a new ``fit`` starts it again).
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file; its suffix (``.csv`` or ``.json``) picks the format.
     """
 
     def __init__(self, path):

@@ -205,7 +205,14 @@ class Model:
     # -- inference --------------------------------------------------------------
 
     def predict(self, X):
-        """Output activations a^L, shape (n_samples, n_out); (n_out,) for a 1-D X."""
+        """Output activations a^L, shape (n_samples, n_out); (n_out,) for a 1-D X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_in), or (n_in,) for one sample
+            Inputs (real numbers, finite); read in place when C-contiguous in the
+            model's dtype.
+        """
         Xc, one_sample = self._X(X, allow_1d=True)
         if Xc.shape[0] == 0:
             return np.empty((0, self.sizes[-1]), dtype=self.dtype)
@@ -220,13 +227,31 @@ class Model:
         return out[0] if one_sample else out
 
     def loss(self, X, Y):
-        """Mean per-sample loss over the samples of X, Y."""
+        """Mean per-sample loss over the samples of X, Y.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_in)
+            Inputs (real numbers, finite); read in place when C-contiguous in the
+            model's dtype.
+        Y : array-like of shape (n_samples, n_out), or (n_samples,)
+            Targets, as for :meth:`fit` (1-D class labels for a classifier).
+        """
         Xc, T = self._XY(X, Y)
         total, _, _ = self._pass(Xc, T, True, False)
         return total / Xc.shape[0]
 
     def gradients(self, X, Y):
-        """(list of dW, list of db): mean gradients over the samples; no update."""
+        """(list of dW, list of db): mean gradients over the samples; no update.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_in)
+            Inputs (real numbers, finite); read in place when C-contiguous in the
+            model's dtype.
+        Y : array-like of shape (n_samples, n_out), or (n_samples,)
+            Targets, as for :meth:`fit` (1-D class labels for a classifier).
+        """
         Xc, T = self._XY(X, Y)
         _, _, grads = self._pass(Xc, T, True, True)
         grads /= Xc.shape[0]
@@ -255,7 +280,16 @@ class Model:
 
     def evaluate(self, X, Y):
         """{"loss": mean loss} plus "accuracy" for classifiers (softmax: argmax;
-        sigmoid with cross_entropy: every output thresholded at 0.5)."""
+        sigmoid with cross_entropy: every output thresholded at 0.5).
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_in)
+            Inputs (real numbers, finite); read in place when C-contiguous in the
+            model's dtype.
+        Y : array-like of shape (n_samples, n_out), or (n_samples,)
+            Targets, as for :meth:`fit` (1-D class labels for a classifier).
+        """
         Xc, T = self._XY(X, Y)
         return self._evaluate(Xc, T)
 
@@ -434,12 +468,25 @@ class Model:
         lr schedule (see :mod:`fastbp.schedules`) and the fastbp version. So
         ``Model.load(path).fit(...)`` for the remaining epochs, with the same
         data and fit arguments (and a schedule built as before), gives the
-        parameters of the run that never stopped, bit for bit.
+        parameters of the run that never stopped, bit for bit. The file's
+        permissions follow the umask (or those of the file it replaces), as a plain
+        ``open`` would.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            Where to write; its folder must exist (an error names ``path``).
         """
         _persist.save(self, path)
 
     @classmethod
     def load(cls, path):
         """Read a model written by :meth:`save`. A truncated, corrupt or foreign
-        file raises ValueError; a missing one OSError."""
+        file raises ValueError; a missing one OSError.
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The model file.
+        """
         return _persist.load(cls, path)

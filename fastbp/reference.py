@@ -12,6 +12,52 @@ optimizer steps copied line by line from the torch.optim documentation.
 
 ``Ws[l - 1]`` is W^l; ``bs`` is a list of the same length, or ``None`` for a
 network without biases.
+
+Parameters
+----------
+The functions share their parameter names, each with one meaning (so that each
+function's docstring can stay one equation long):
+
+Ws, bs : list of ndarray, list of ndarray or None
+    W^l of shape (n_l, n_(l-1)) and b^l of shape (n_l,), l = 1 .. L.
+x, t : ndarray
+    One sample's input (n_0,) and target (n_L,).
+X, T : ndarray
+    Inputs (n, n_0) and targets (n, n_L), one sample per row.
+z : ndarray
+    Pre-activations.
+a_out, z_out : ndarray
+    One sample's a^L and z^L.
+name, hidden, output : str
+    An activation: "sigmoid", "tanh", "relu", "leaky_relu", "linear" (hidden)
+    or "linear", "sigmoid", "softmax", "tanh" (output).
+loss : str
+    "mse" or "cross_entropy".
+sample_weight : array-like of shape (n,) or None
+    Weights >= 0 of the samples (None: all 1).
+l2 : float
+    scikit-learn's alpha: the penalty l2/2 ||W||^2 over the total sample weight.
+p, g : ndarray
+    Flat parameters and their gradient, in fastbp's layout (``flatten``).
+sizes : list of int
+    Layer widths n_0 .. n_L.
+bias : bool
+    Whether the layers have biases.
+buf, m, v : ndarray or None
+    Optimizer state: SGD's momentum buffer (None before the first step), Adam's
+    first and second moments.
+t : int
+    In ``adam_step``: the step number, from 1.
+lr, momentum, nesterov, weight_decay : float, float, bool, float
+    torch.optim.SGD's settings (dampening 0).
+beta1, beta2, betas, eps, eps_mode : float, float, tuple, float, str
+    torch.optim.Adam's settings; eps_mode "sklearn" adds eps where scikit-learn does.
+optimizer : str
+    "sgd" or "adam".
+orders : list of index arrays
+    One epoch per array: the samples in the order visited.
+batch_size : int
+    Samples per step (the last batch of an epoch may be smaller).
 """
 
 import numpy as np

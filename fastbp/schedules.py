@@ -142,7 +142,13 @@ class LRSchedule:
     def load_state_dict(self, state):
         """Continue from ``state`` (from :meth:`state_dict` of a schedule of the
         same class and config; ValueError otherwise). Not tied to any model
-        until ``fit`` attaches it."""
+        until ``fit`` attaches it.
+
+        Parameters
+        ----------
+        state : dict
+            A :meth:`state_dict` of a schedule of this class and config.
+        """
         if not self._matches(state):
             raise ValueError(
                 f"cannot load the state of {_describe_state(state)} into "
@@ -171,15 +177,25 @@ class LRSchedule:
             return False
 
     def start(self, base_lr):
-        """Begin the schedule at ``base_lr``: ``lr`` becomes the first epoch's rate."""
+        """Begin the schedule at ``base_lr``: ``lr`` becomes the first epoch's rate.
+
+        Parameters
+        ----------
+        base_lr : float >= 0
+            The rate the schedule scales (``fit``'s ``lr``).
+        """
         self.base_lr = v.check_nonneg_float("lr", base_lr)
         self.last_epoch = 0
         self.lr = self._first_lr()
 
     def step(self, logs=None):
-        """Move on by one epoch; ``logs`` holds the epoch's values (``fit``'s logs).
+        """Move on by one epoch; returns the rate of the next epoch.
 
-        Returns the rate of the next epoch.
+        Parameters
+        ----------
+        logs : dict, optional
+            The epoch's values (``fit``'s logs); ReduceLROnPlateau reads its
+            ``monitor`` there.
         """
         if self.base_lr is None:
             raise RuntimeError(f"{type(self).__name__}.step() before start()")
@@ -248,6 +264,13 @@ class StepLR(LRSchedule):
 
     The rate of epoch ``e`` (from 0) is ``lr * gamma ** (e // step_size)``,
     computed by repeated multiplication as torch does.
+
+    Parameters
+    ----------
+    step_size : int >= 1
+        Epochs between two reductions.
+    gamma : float > 0, default 0.1
+        The factor of each reduction.
     """
 
     _config_keys = ("step_size", "gamma")
@@ -264,7 +287,13 @@ class StepLR(LRSchedule):
 
 
 class ExponentialLR(LRSchedule):
-    """Multiply the rate by ``gamma`` after every epoch (torch's ``ExponentialLR``)."""
+    """Multiply the rate by ``gamma`` after every epoch (torch's ``ExponentialLR``).
+
+    Parameters
+    ----------
+    gamma : float > 0
+        The factor applied after each epoch.
+    """
 
     _config_keys = ("gamma",)
 
@@ -289,6 +318,15 @@ class CosineWithWarmup(LRSchedule):
     CosineAnnealingLR(T_max=T, eta_min=min_lr)], milestones=[w])`` gives the same
     rates up to rounding over the first ``total_epochs`` epochs (after them torch's
     cosine rises again; this one stays at ``min_lr``).
+
+    Parameters
+    ----------
+    total_epochs : int >= 1
+        Epochs of warm-up and cosine together.
+    warmup_epochs : int >= 0, default 0
+        Epochs of linear warm-up (less than ``total_epochs``).
+    min_lr : float >= 0, default 0
+        The rate at the end of the cosine, and after it.
     """
 
     _config_keys = ("total_epochs", "warmup_epochs", "min_lr")
@@ -305,7 +343,13 @@ class CosineWithWarmup(LRSchedule):
         super().__init__()
 
     def lr_at(self, epoch):
-        """The rate of epoch ``epoch`` (from 0) for the current ``base_lr``."""
+        """The rate of epoch ``epoch`` for the current ``base_lr``.
+
+        Parameters
+        ----------
+        epoch : int >= 0
+            The epoch, counted from 0 since :meth:`start`.
+        """
         w, total = self.warmup_epochs, self.total_epochs
         if epoch < w:
             return self.base_lr * (epoch + 1) / (w + 1)
@@ -338,12 +382,17 @@ class ReduceLROnPlateau(LRSchedule):
     monitor : str, default "val_loss"
         A key of ``fit``'s logs: "loss", "val_loss", "val_accuracy", ...
     factor : float in (0, 1), default 0.1
+        What a reduction multiplies the rate by.
     patience : int >= 0, default 10
+        Epochs without improvement to allow before a reduction.
     min_lr : float >= 0, default 0.0
+        The rate never goes below this.
     threshold : float >= 0, default 1e-4
+        The relative margin an improvement must beat the best by.
     mode : {"auto", "min", "max"}, default "auto"
         "auto" maximises names ending in "accuracy" and minimises the rest.
     cooldown : int >= 0, default 0
+        Epochs after a reduction in which no bad epochs are counted.
     """
 
     _EPS = 1e-8  # torch's default eps

@@ -94,7 +94,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Parameters
     ----------
     hidden_layer_sizes : array-like of shape (n_layers - 2,), default=(100,)
+        The width of each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+        The hidden layers' activation.
     solver : {"sgd", "adam"}, default="adam"
         "lbfgs" is accepted by the constructor and raises NotImplementedError at fit.
     alpha : float, default=0.0001
@@ -103,24 +105,40 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     batch_size : int or "auto", default="auto"
         "auto" is ``min(200, n_samples)``.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The SGD step schedule, as scikit-learn's.
     learning_rate_init : float, default=0.001
+        The initial step size.
     power_t : float, default=0.5
+        The exponent of "invscaling".
     max_iter : int, default=200
+        The most epochs to train.
     shuffle : bool, default=True
+        Visit the samples in a new order each epoch.
     random_state : int, RandomState instance or None, default=None
         Draws the initial weights as scikit-learn does, the early-stopping split,
         and the seed of fastbp's shuffling stream.
     tol : float, default=1e-4
+        The improvement of the loss (or validation score) that counts.
     verbose : bool, default=False
+        Print the loss after each epoch.
     warm_start : bool, default=False
+        Continue from the previous fit's weights.
     momentum : float, default=0.9
+        SGD's momentum.
     nesterovs_momentum : bool, default=True
+        Nesterov momentum for SGD.
     early_stopping : bool, default=False
+        Hold out ``validation_fraction`` and stop when its score stops improving.
     validation_fraction : float, default=0.1
+        The share held out for early stopping.
     beta_1 : float, default=0.9
+        Adam's decay rate of the first moment.
     beta_2 : float, default=0.999
+        Adam's decay rate of the second moment.
     epsilon : float, default=1e-8
+        Adam's term added to the denominator (where scikit-learn adds it).
     n_iter_no_change : int, default=10
+        Epochs without an improvement of ``tol`` before stopping.
     max_fun : int, default=15000
         Unused (L-BFGS only).
     n_threads : int or None, default=None
@@ -179,7 +197,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, self._label_binarizer.transform(y).astype(bool)
 
     def predict(self, X):
-        """Predicted classes, shape (n_samples,) or (n_samples, n_classes) (multilabel)."""
+        """Predicted classes, shape (n_samples,) or (n_samples, n_classes) (multilabel).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        """
         check_is_fitted(self)
         return self._predict(X)
 
@@ -203,7 +227,16 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """One epoch over (X, y), keeping the optimizer state between calls.
 
-        ``classes`` (all classes of all calls) is required on the first call.
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_classes)
+            Class labels (an indicator matrix for multilabel targets).
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights >= 0 of the samples in the loss and its gradient.
+        classes : array-like of shape (n_classes,), optional
+            All classes of all calls; required on the first call.
         """
         if _check_partial_fit_first_call(self, classes):
             self._label_binarizer = LabelBinarizer()
@@ -214,7 +247,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_proba(self, X):
-        """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``."""
+        """Class probabilities, shape (n_samples, n_classes), columns as ``classes_``.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        """
         check_is_fitted(self)
         y_pred = self._forward(X)
         if self.n_outputs_ == 1:
@@ -224,7 +263,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return y_pred
 
     def predict_log_proba(self, X):
-        """log of :meth:`predict_proba`."""
+        """log of :meth:`predict_proba`.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        """
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
@@ -243,6 +288,21 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     :class:`MLPClassifier` plus ``loss`` ({"squared_error", "poisson"}, default
     "squared_error"; "poisson" raises NotImplementedError at fit); the differences
     from scikit-learn are listed in :mod:`fastbp.sklearn`.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        "poisson" raises NotImplementedError at fit.
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate : as MLPClassifier
+        Same meaning and defaults as in :class:`MLPClassifier`.
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol : as MLPClassifier
+        Same meaning and defaults as in :class:`MLPClassifier`.
+    verbose, warm_start, momentum, nesterovs_momentum, early_stopping : as MLPClassifier
+        Same meaning and defaults as in :class:`MLPClassifier`.
+    validation_fraction, beta_1, beta_2, epsilon, n_iter_no_change : as MLPClassifier
+        Same meaning and defaults as in :class:`MLPClassifier`.
+    max_fun, n_threads : as MLPClassifier
+        Same meaning and defaults as in :class:`MLPClassifier`.
 
     Examples
     --------
@@ -278,7 +338,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return X, y
 
     def predict(self, X):
-        """Predicted values, shape (n_samples,) or (n_samples, n_outputs)."""
+        """Predicted values, shape (n_samples,) or (n_samples, n_outputs).
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        """
         check_is_fitted(self)
         return self._predict(X)
 
@@ -291,6 +357,16 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
-        """One epoch over (X, y), keeping the optimizer state between calls."""
+        """One epoch over (X, y), keeping the optimizer state between calls.
+
+        Parameters
+        ----------
+        X : array-like or sparse matrix of shape (n_samples, n_features)
+            The inputs.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets.
+        sample_weight : array-like of shape (n_samples,), optional
+            Weights >= 0 of the samples in the loss and its gradient.
+        """
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
