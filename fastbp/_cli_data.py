@@ -12,8 +12,10 @@ class UsageError(Exception):
     """Bad command-line arguments (reported in one line, exit status 2)."""
 
 
-def read_data(path, labels_path, label_column, want_labels=True, labels_flag="--labels"):
-    """(X, y) from a user file; y is None when ``want_labels`` is False."""
+def read_data(path, labels_path, label_column, want_labels=True, labels_flag="--labels",
+              keys=("X", "y")):
+    """(X, y) from a user file; y is None when ``want_labels`` is False. ``keys``:
+    the names of the features and labels arrays in an .npz file."""
     fmt = datasets.data_format(path)
     if fmt != "idx" and labels_path is not None:
         raise UsageError(f"{labels_flag} is only for IDX data files, got {path}")
@@ -24,7 +26,7 @@ def read_data(path, labels_path, label_column, want_labels=True, labels_flag="--
             )
         return datasets.load_idx(path, labels_path if want_labels else None)
     if fmt == "npz":
-        return datasets.load_npz(path, y_key="y" if want_labels else None)
+        return datasets.load_npz(path, x_key=keys[0], y_key=keys[1] if want_labels else None)
     return datasets.load_csv(path, label_column=label_column if want_labels else None)
 
 
@@ -42,13 +44,15 @@ def training_data(args):
             raise UsageError("--test-fraction 0 needs --data (the digits are split)")
         Xtr, ytr, Xte, yte = datasets.load_digits(fraction, args.split_seed)
         return "digits (scikit-learn's bundled 8x8 images)", Xtr, ytr, Xte, yte
-    X, y = read_data(args.data, args.labels, args.label_column)
+    keys = (args.x_key, args.y_key)
+    X, y = read_data(args.data, args.labels, args.label_column, keys=keys)
     if args.test_data is not None:
         Xte, yte = read_data(
             args.test_data,
             args.test_labels,
             args.label_column,
             labels_flag="--test-labels",
+            keys=keys,
         )
         return args.data, X, y, Xte, yte
     if fraction == 0:
@@ -70,27 +74,60 @@ def integral_labels(y):
 
 
 def n_outputs(args, y_train, y_test):
-    """Number of outputs and the targets (1-D int64 labels for classifiers)."""
+    """(number of outputs, training targets, test targets, classes). A classifier's
+    labels - integers with gaps, class names - become class indices 0..K-1, and
+    ``classes`` holds the original labels (index k means classes[k]); it is None
+    for a regression."""
     if y_train.ndim == 2:  # the Model checks that held-out targets match
-        return y_train.shape[1], y_train, y_test
+        return y_train.shape[1], y_train, y_test, None
+    names = y_train.dtype.kind in "US"
     if not is_classifier(args.output, args.loss):
-        return 1, y_train, y_test  # regression on 1-D values
-    labels = np.concatenate([y for y in (y_train, y_test) if y is not None])
-    if not integral_labels(labels) or labels.min() < 0:
+        if names:
+            raise ValueError(
+                "class names as labels need a classifier: --output softmax (or sigmoid "
+                f"with --loss cross_entropy), got --output {args.output} --loss {args.loss}")
+        return 1, y_train, y_test, None
+    parts = [y for y in (y_train, y_test) if y is not None]
+    if len({y.dtype.kind in "US" for y in parts}) > 1:
+        raise ValueError("the training and held-out labels must both be numbers or both "
+                         "be class names")
+    labels = np.concatenate(parts)
+    if not names:
+        if not integral_labels(labels):
+            raise ValueError(
+                f"--output {args.output} with --loss {args.loss} needs class labels "
+                f"(integers or names), found values from {labels.min()} to {labels.max()} "
+                "that are not all integers")
+        labels = labels.astype(np.int64)
+    classes, index = np.unique(labels, return_inverse=True)
+    y_train, y_test = index[:len(y_train)], (None if y_test is None
+                                             else index[len(y_train):])
+    if args.output == "sigmoid" and len(classes) <= 2:
+        return 1, y_train, y_test, classes  # binary: one sigmoid unit, targets 0/1
+    if len(classes) < 2:
         raise ValueError(
-            f"--output {args.output} with --loss {args.loss} needs integer class "
-            f"labels 0..K-1, found values from {labels.min()} to {labels.max()}"
-            + ("" if integral_labels(labels) else " that are not all integers")
-        )
-    n_classes = int(labels.max()) + 1
-    as_int = [None if y is None else y.astype(np.int64) for y in (y_train, y_test)]
-    if args.output == "sigmoid" and n_classes <= 2:
-        return 1, *as_int  # binary: one sigmoid unit, labels 0/1 as targets
-    if n_classes < 2:
-        raise ValueError(
-            f"--output {args.output} needs at least 2 classes, the labels are all 0"
-        )
-    return n_classes, *as_int
+            f"--output {args.output} needs at least 2 classes, every label is {classes[0]}")
+    return len(classes), y_train, y_test, classes
+
+
+def encode_labels(y, classes, where):
+    """Class indices of the labels ``y`` for a model trained on ``classes`` (the
+    original labels saved in the model file)."""
+    if y.ndim != 1 or classes is None:
+        return y
+    classes = np.asarray(classes)
+    if (y.dtype.kind in "US") != (classes.dtype.kind in "US"):
+        kind = "names" if y.dtype.kind in "US" else "numbers"
+        raise ValueError(f"{where}: the labels are {kind}, unlike the model's classes "
+                         f"{classes.tolist()}")
+    if y.dtype.kind == "f" and integral_labels(y):
+        y = y.astype(np.int64)
+    index = np.searchsorted(classes, y)
+    known = (index < len(classes)) & (classes[np.minimum(index, len(classes) - 1)] == y)
+    if not known.all():
+        raise ValueError(f"{where}: label {y[~known][0]!r} is not one of the model's "
+                         f"classes {classes.tolist()}")
+    return index
 
 
 def make_scaler(X, how):

@@ -4,9 +4,10 @@ A model file is an ``.npz`` archive with a JSON ``meta`` string and the arrays
 ``params``, ``buf1``, ``buf2``. ``meta`` holds ``format`` ("fastbp-model"),
 ``format_version`` (1), ``fastbp_version``, ``config`` (Model's constructor
 arguments), ``optimizer`` (the optimizer settings list, or null) and ``step``,
-``rng_state`` (the shuffling generator), ``epochs_done`` and ``lr_schedule`` (the
-last schedule's state or null). Files from before ``epochs_done``, ``lr_schedule``
-and Adam's betas/eps/eps_mode load with their defaults.
+``rng_state`` (the shuffling generator), ``epochs_done``, ``lr_schedule`` (the
+last schedule's state or null) and ``metadata`` (``model.metadata``). Files from
+before ``epochs_done``, ``lr_schedule``, ``metadata`` and Adam's betas/eps/eps_mode
+load with their defaults.
 """
 
 import errno
@@ -82,11 +83,12 @@ def save(model, path):
             "fastbp_version": __version__, "config": model._config(), **opt_meta,
             "rng_state": model._rng.bit_generator.state,
             "epochs_done": model.epochs_done,
-            "lr_schedule": _schedule_state_for_file(model._schedule_state)}
+            "lr_schedule": _schedule_state_for_file(model._schedule_state),
+            "metadata": _checked_metadata(model.metadata)}
     # the keys in format 1's order: optimizer and step after config
     meta = {key: meta[key] for key in ("format", "format_version", "fastbp_version",
                                        "config", "optimizer", "step", "rng_state",
-                                       "epochs_done", "lr_schedule")}
+                                       "epochs_done", "lr_schedule", "metadata")}
     write_atomic(path, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)),
                                            params=model.params, **opt_arrays))
 
@@ -137,6 +139,9 @@ def load(cls, path):
         if model.epochs_done < 0 or not isinstance(schedule, (dict, type(None))):
             raise ValueError("bad epochs_done or lr_schedule")
         model._schedule_state = schedule
+        model.metadata = meta.get("metadata", {})  # files from before it: none
+        if not isinstance(model.metadata, dict):
+            raise ValueError("bad metadata")
     except (TypeError, ValueError, KeyError) as exc:
         raise ValueError(f"{path} holds an invalid training state: {exc!r}") from None
     written_by = meta.get("fastbp_version") or "(version not recorded)"
@@ -147,6 +152,18 @@ def load(cls, path):
             f"the bits fastbp {written_by} would give",
             UserWarning, stacklevel=3)
     return model
+
+
+def _checked_metadata(metadata):
+    """``model.metadata`` if it is a dict json can write (TypeError otherwise,
+    before anything is written)."""
+    if not isinstance(metadata, dict):
+        raise TypeError(f"model.metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        json.dumps(metadata)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"model.metadata must hold JSON-able values: {exc}") from None
+    return metadata
 
 
 def _schedule_state_for_file(state):

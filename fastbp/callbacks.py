@@ -561,25 +561,6 @@ class ProgressBar(Callback):
         self._close()
 
 
-class _EpochLines:
-    """``fastbp train``'s line per epoch on stdout, written and flushed as the epoch
-    ends (through tqdm.write, which clears a live bar first and draws it again)."""
-
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_epoch_end(self, model, epoch, logs):
-        from tqdm import tqdm
-
-        line = f"epoch {epoch:>{len(str(self.epochs))}}/{self.epochs}  loss {logs['loss']:.4f}"
-        for key in ("val_loss", "val_accuracy"):
-            if key in logs:
-                line += f"  {key} {logs[key]:.4f}"
-        line += f"  {logs['samples_per_second']:,.0f} samples/s"
-        tqdm.write(line, file=sys.stdout)
-        sys.stdout.flush()
-
-
 class _CallbackList:
     """Calls one hook on every callback that has it, in order (used by ``fit``)."""
 

@@ -22,12 +22,14 @@ from fastbp import _codes, datasets, optim
 from fastbp._cli_data import (
     UsageError,
     apply_scaler,
+    encode_labels,
     fold_scaler,
     make_scaler,
     n_outputs,
     read_data,
     training_data,
 )
+from fastbp._cli_report import EpochLines, predictions, result_line, warn_at_chance
 from fastbp._codes import is_classifier
 from fastbp._persist import check_writable
 from fastbp._threads import numba_threads
@@ -58,7 +60,7 @@ RECIPE = {
     "momentum": 0.9,
     "dtype": "float32",
     "seed": 0,
-    "digits_scale": "standard",
+    "scale": "standard",
 }
 HIDDEN = list(_codes.HIDDEN)
 OUTPUT = list(_codes.OUTPUT)
@@ -139,6 +141,12 @@ def _add_data_options(p, what, digits=True):
     p.add_argument("--label-column", type=int, default=-1, metavar="N",
                    help="column of the labels in a CSV file, negative counts from the "
                    "end (default: %(default)s)")
+    p.add_argument("--x-key", default="X", metavar="NAME",
+                   help="name of the features array in an .npz --data file "
+                   "(default: %(default)s)")
+    p.add_argument("--y-key", default="y", metavar="NAME",
+                   help="name of the labels array in an .npz --data file "
+                   "(default: %(default)s)")
     p.add_argument("--threads", type=_positive_int, metavar="N",
                    help="number of threads for the Numba kernels "
                    "(default: numba's default, all cores)")
@@ -209,12 +217,11 @@ def build_parser():
     t.add_argument("--seed", type=_nonneg_int, default=RECIPE["seed"], metavar="N",
                    help="seed of the initial weights and the shuffling "
                    "(default: %(default)s)")
-    t.add_argument("--scale", choices=SCALE, default="auto",
-                   help="input scaling fitted on the training data: none, minmax "
-                   "(to [0, 1]) or standard (zero mean, unit variance); it is folded "
-                   "into the first layer, so the saved model takes unscaled data; "
-                   f"auto is {RECIPE['digits_scale']} for the bundled digits (part of "
-                   "the default recipe) and none for --data (default: %(default)s)")
+    t.add_argument("--scale", choices=SCALE, default=RECIPE["scale"],
+                   help="input scaling fitted on the training data: standard (zero "
+                   "mean, unit variance), minmax (to [0, 1]) or none; it is folded "
+                   "into the first layer, so the saved model takes unscaled data "
+                   "(default: %(default)s, for every data source)"),
     t.add_argument("--output-model", metavar="PATH", default=DEFAULT_MODEL_PATH,
                    help="where to save the trained model (default: %(default)s in "
                    "the current directory)")
@@ -323,10 +330,8 @@ def cmd_train(args):
 
         check_plot_path(args.plot)
     name, Xtr, ytr, Xte, yte = training_data(args)
-    n_out, ytr, yte = n_outputs(args, ytr, yte)
-    how = args.scale
-    if how == "auto":
-        how = RECIPE["digits_scale"] if args.data is None else "none"
+    n_out, ytr, yte, classes = n_outputs(args, ytr, yte)
+    how = "standard" if args.scale == "auto" else args.scale  # "auto": older scripts
     scaler = make_scaler(Xtr, how)
 
     n_test = "no held-out" if Xte is None else f"{len(Xte)} held-out"
@@ -361,11 +366,11 @@ def cmd_train(args):
         f"{numba.get_num_threads()} threads"
     )
     validation = None if Xte is None else (apply_scaler(Xte, scaler), yte)
-    from fastbp.callbacks import ProgressBar, _EpochLines
+    from fastbp.callbacks import ProgressBar
 
     # the live bar on a terminal's stderr only; the epoch lines on stdout as each
     # epoch ends, so `fastbp train > log.txt` and CI logs read cleanly
-    callbacks = [_EpochLines(args.epochs)]
+    callbacks = [EpochLines(args.epochs)]
     if not args.no_progress:
         callbacks.insert(0, ProgressBar())
     history = model.fit(
@@ -388,7 +393,12 @@ def cmd_train(args):
         result, where = model.evaluate(Xtr, ytr), f"training ({len(Xtr)} samples)"
     else:
         result, where = model.evaluate(Xte, yte), f"held-out ({len(Xte)} samples)"
-    print(_result_line(where, result))
+    print(result_line(where, result))
+    if "accuracy" in result:
+        warn_at_chance(result["accuracy"], n_out if n_out > 1 else 2, how)
+    model.metadata = {"data": "digits" if args.data is None else os.path.abspath(args.data)}
+    if classes is not None:
+        model.metadata["classes"] = classes.tolist()
     model.save(args.output_model)
     print(f"saved model: {os.path.abspath(args.output_model)}")
     if args.plot is not None:
@@ -399,13 +409,6 @@ def cmd_train(args):
     return 0
 
 
-def _result_line(where, result):
-    line = f"{where}: loss {result['loss']:.4f}"
-    if "accuracy" in result:
-        line += f", accuracy {result['accuracy']:.4f}"
-    return line
-
-
 def cmd_evaluate(args):
     """``fastbp evaluate``; returns the exit status."""
     from fastbp import Model
@@ -414,16 +417,22 @@ def cmd_evaluate(args):
     if args.data is None:
         if args.labels is not None:
             raise UsageError("--labels needs --data")
+        if model.metadata.get("data") != "digits":
+            raise UsageError(
+                f"--data is needed: {args.model} was not trained on the bundled digits "
+                f"(trained on: {model.metadata.get('data', 'not recorded')})")
         if args.test_fraction == 0:
             raise UsageError("--test-fraction must be in (0, 1) for the digits")
         _, _, X, y = datasets.load_digits(args.test_fraction, args.split_seed)
         where = f"digits held-out split ({len(X)} samples)"
     else:
-        X, y = read_data(args.data, args.labels, args.label_column)
+        X, y = read_data(args.data, args.labels, args.label_column,
+                         keys=(args.x_key, args.y_key))
         where = f"{args.data} ({len(X)} samples)"
+        y = encode_labels(y, model.metadata.get("classes"), args.data)
     result = model.evaluate(X, y)
     print(f"model: {args.model}: {model}")
-    print(_result_line(where, result))
+    print(result_line(where, result))
     if "accuracy" not in result:
         print("accuracy: not reported (the model is not a classifier)")
     return 0
@@ -438,19 +447,18 @@ def cmd_predict(args):
     if args.output is not None:
         check_writable(args.output)
     model = Model.load(args.model)
-    X, _ = read_data(args.data, args.labels, args.label_column, want_labels=False)
-    n_in = model.sizes[0]
+    keys, n_in = (args.x_key, args.y_key), model.sizes[0]
+    try:
+        X, _ = read_data(args.data, args.labels, args.label_column, want_labels=False,
+                         keys=keys)
+    except ValueError:
+        if datasets.data_format(args.data) != "csv":
+            raise
+        # a labelled file whose labels are class names: read it as one
+        X, _ = read_data(args.data, args.labels, args.label_column, keys=keys)
     if datasets.data_format(args.data) == "csv" and X.shape[1] == n_in + 1:
         X = np.delete(X, args.label_column % X.shape[1], axis=1)  # a labelled file
-    out = model.predict(X)
-    if args.raw_outputs or not model.is_classifier:
-        result, fmt = out, "%.9g"
-    elif model.output == "softmax":
-        result, fmt = out.argmax(axis=1), "%d"
-    else:  # sigmoid outputs: 0/1 per output, one column for a binary model
-        result, fmt = (out > 0.5).astype(np.int64), "%d"
-        if result.shape[1] == 1:
-            result = result[:, 0]
+    result, fmt = predictions(model, model.predict(X), args.raw_outputs)
     if args.output is None:
         np.savetxt(sys.stdout, result, fmt=fmt, delimiter=",")
     elif args.output.lower().endswith(".npy"):

@@ -198,8 +198,11 @@ def _check_xy(path, X, y):
             f"{path}: expected at least one sample and one feature, got shape {X.shape}"
         )
     if y is not None:
-        if y.dtype.kind not in "biuf":
-            raise ValueError(f"{path}: expected numeric labels, got dtype {y.dtype}")
+        if y.dtype.kind in "US" and y.ndim == 1:  # class names: the CLI encodes them
+            pass
+        elif y.dtype.kind not in "biuf":
+            raise ValueError(f"{path}: expected numeric labels or 1-D class names, "
+                             f"got dtype {y.dtype}")
         if y.ndim not in (1, 2):
             raise ValueError(
                 f"{path}: expected 1-D labels or 2-D targets, got shape {y.shape}"
@@ -285,7 +288,8 @@ def load_csv(path, label_column=-1, delimiter=",", skip_header=None):
     Returns
     -------
     X : ndarray of float64, shape (n_samples, n_features)
-    y : ndarray of int64 (integer-valued labels) or float64, shape (n_samples,), or None
+    y : ndarray of int64 (integer-valued labels), float64 or str (class names such as
+        "cat": any non-numeric cell in the label column), shape (n_samples,), or None
 
     Raises
     ------
@@ -309,11 +313,22 @@ def load_csv(path, label_column=-1, delimiter=",", skip_header=None):
     ]
     if numbered:
         first_cells = numbered[0][1].split(delimiter)
+        if label_column is not None and -len(first_cells) <= label_column < len(first_cells):
+            del first_cells[label_column]  # a class name there is data, not a header
         has_header = not all(_is_number(c) for c in first_cells)
         if skip_header or (skip_header is None and has_header):
             numbered = numbered[1:]
     if not numbered:
         raise ValueError(f"{path}: expected numeric rows, found no data")
+    names = None if label_column is None else _text_labels(path, numbered, delimiter,
+                                                             label_column)
+    if names is not None:  # class names: parse the rest with "0" in their place
+        zeroed = []
+        for lineno, line in numbered:
+            cells = line.split(delimiter)
+            cells[label_column] = "0"
+            zeroed.append((lineno, delimiter.join(cells)))
+        numbered = zeroed
     try:
         # NumPy's C parser is fast; on any failure the slow scan below finds
         # the offending line and column for the message.
@@ -333,11 +348,25 @@ def load_csv(path, label_column=-1, delimiter=",", skip_header=None):
         raise ValueError(
             f"{path}: label_column {label_column} is out of range for {n_cols} columns"
         )
-    y = data[:, label_column]
+    y = data[:, label_column] if names is None else names
     X = np.delete(data, label_column % n_cols, axis=1)
-    if np.all(np.isfinite(y)) and np.all(y == np.round(y)):
+    if names is None and np.all(np.isfinite(y)) and np.all(y == np.round(y)):
         y = y.astype(np.int64)
     return _check_xy(path, X, y)
+
+
+def _text_labels(path, numbered, delimiter, label_column):
+    """The label column as stripped strings when any cell of it is not a number
+    (class names such as "cat"), else None."""
+    cells = []
+    for _, line in numbered:
+        row = line.split(delimiter)
+        if not -len(row) <= label_column < len(row):
+            return None  # the numeric path reports the bad row
+        cells.append(row[label_column].strip())
+    if all(_is_number(c) for c in cells):
+        return None
+    return np.array(cells)
 
 
 def _raise_csv_error(path, numbered, delimiter, exc):

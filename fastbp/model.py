@@ -58,6 +58,10 @@ class Model:
         Epochs trained in total, across ``fit`` calls (an epoch undone after a
         divergence does not count); saved and restored by :meth:`save` and
         :meth:`load`, so a resumed run goes on with ``epochs=total - epochs_done``.
+    metadata : dict
+        Yours to fill with JSON-able values; saved and loaded with the model.
+        ``fastbp train`` stores ``"classes"`` (the original class labels, output
+        k meaning ``classes[k]``) and ``"data"`` (what it trained on) there.
 
     Examples
     --------
@@ -102,6 +106,7 @@ class Model:
         self._initialise(np.random.default_rng(init_seq))
         self._optimizer = optim.State(n_params, self.dtype)
         self.epochs_done = 0
+        self.metadata = {}
         # state_dict() of the last lr schedule after its latest step (None before
         # one): saved with the model, resumed by a matching schedule (schedules.py)
         self._schedule_state = None
@@ -114,6 +119,7 @@ class Model:
         return {k: v for k, v in vars(self).items() if k not in ("weights", "biases")}
 
     def __setstate__(self, state):
+        state.setdefault("metadata", {})  # pickled before metadata existed
         vars(self).update(state)
         self.params = _buffers.line_aligned_copy(self.params)  # line-aligned, as built
         self._make_views()

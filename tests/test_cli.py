@@ -21,6 +21,8 @@ TRAIN_OPTIONS = [
     "--data",
     "--labels",
     "--label-column",
+    "--x-key",
+    "--y-key",
     "--test-data",
     "--test-labels",
     "--test-fraction",
@@ -49,6 +51,8 @@ EVALUATE_OPTIONS = [
     "--data",
     "--labels",
     "--label-column",
+    "--x-key",
+    "--y-key",
     "--threads",
     "--test-fraction",
     "--split-seed",
@@ -57,6 +61,8 @@ PREDICT_OPTIONS = [
     "--data",
     "--labels",
     "--label-column",
+    "--x-key",
+    "--y-key",
     "--threads",
     "--output",
     "--raw-outputs",
@@ -532,6 +538,10 @@ def test_digits_without_sklearn_exit_1(capsys, tmp_path, monkeypatch):
 def _bad_files(tmp_path):
     (tmp_path / "float-labels.csv").write_text("1,2,0.5\n3,4,1.5\n5,6,0\n7,8,1\n")
     (tmp_path / "negative.csv").write_text("1,2,-1\n3,4,1\n5,6,0\n7,8,1\n")
+    (tmp_path / "names.csv").write_text("1,2,cat\n3,4,dog\n5,6,cat\n7,8,dog\n")
+    blobs = fastbp.Model([2, 3], output="softmax", loss="cross_entropy")
+    blobs.metadata = {"data": "blobs.csv", "classes": [0, 1, 2]}
+    blobs.save(tmp_path / "blobs-model.npz")
     (tmp_path / "text.csv").write_text("1,2,0\n3,four,1\n")
     np.savez(tmp_path / "nolabels.npz", X=np.ones((4, 2)))
     write_idx(tmp_path / "img-idx3-ubyte", np.zeros((4, 2, 2)))
@@ -553,8 +563,10 @@ BAD_ARGUMENTS = [  # (id, command line, expected in the message); {tmp} is tmp_p
     ("adam-momentum", "train --optimizer adam --momentum 0.5", "sgd only"),
     ("missing-file", "train --data {tmp}/missing.npz", "missing.npz"),
     ("unknown-type", "train --data {tmp}/data.parquet", "unknown data file type"),
-    ("float-labels", "train --data {tmp}/float-labels.csv", "integer class labels"),
-    ("negative-labels", "train --data {tmp}/negative.csv", "integer class labels"),
+    ("float-labels", "train --data {tmp}/float-labels.csv", "class labels (integers or names)"),
+    ("names-regression", "train --data {tmp}/names.csv --output linear --loss mse",
+     "class names as labels need a classifier"),
+    ("evaluate-no-data", "evaluate {tmp}/blobs-model.npz", "--data is needed"),
     ("bad-cell", "train --data {tmp}/text.csv", "line 2, column 2"),
     ("npz-no-y", "train --data {tmp}/nolabels.npz", "missing array 'y'"),
     ("idx-no-labels", "train --data {tmp}/img-idx3-ubyte", "--labels"),
@@ -673,3 +685,48 @@ def test_save_to_a_missing_folder_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError) as caught:
         fastbp.Model([2, 3, 1]).save(path)
     assert caught.value.filename == str(path)
+
+
+@pytest.mark.parametrize("kind", ["names", "gaps"])
+def test_any_class_labels_train_and_come_back_from_predict(capsys, tmp_path, kind):
+    # labels 0, 1000, 2000 once built a 2,001-class model; names were refused
+    X, y = make_blobs(seed=2)
+    names = {"names": np.array(["cat", "dog", "emu"]), "gaps": np.array([-5, 1000, 2000])}
+    labels = names[kind][y]
+    path = tmp_path / "d.csv"
+    path.write_text("".join(f"{a},{b},{c},{d},{lab}\n" for (a, b, c, d), lab
+                            in zip(X.tolist(), labels.tolist())))
+    model_path = tmp_path / "m.npz"
+    status, out, err = run(capsys, "train", "--data", path, *SMALL, "--epochs", "20",
+                           "--output-model", model_path)
+    assert status == 0, err
+    assert "3 classes" in out
+    model = fastbp.Model.load(model_path)
+    assert model.sizes[-1] == 3 and model.metadata["classes"] == names[kind].tolist()
+    status, out, err = run(capsys, "predict", model_path, "--data", path,
+                           "--output", tmp_path / "p.csv")
+    assert status == 0, err
+    predicted = np.loadtxt(tmp_path / "p.csv", dtype=str, delimiter=",")
+    assert np.mean(predicted == labels.astype(str)) > 0.9
+    status, out, err = run(capsys, "evaluate", model_path, "--data", path)
+    assert status == 0 and float(re.search(r"accuracy (\S+)", out).group(1)) > 0.9
+
+
+def test_raw_features_are_standardised_by_default(capsys, tmp_path):
+    # the digits' raw 0-16 values, as a user's file: the defaults once ended at 10%
+    Xtr, ytr, _, _ = fastbp.datasets.load_digits(0.2, 0)
+    np.savez(tmp_path / "d.npz", images=Xtr * 16, digits=ytr)
+    status, out, err = run(capsys, "train", "--data", tmp_path / "d.npz", "--x-key", "images",
+                           "--y-key", "digits", "--epochs", "5", "--no-progress",
+                           "--output-model", tmp_path / "m.npz")
+    assert status == 0, err
+    assert "input scaling: standard" in out and "warning" not in err
+    assert float(re.search(r"held-out .*accuracy (\S+)", out).group(1)) > 0.9
+
+
+def test_a_run_at_chance_accuracy_says_so(capsys, tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "noise.npz", X=rng.normal(size=(300, 4)), y=rng.integers(0, 5, 300))
+    status, out, err = run(capsys, "train", "--data", tmp_path / "noise.npz", *SMALL,
+                           "--output-model", tmp_path / "m.npz")
+    assert status == 0 and "at chance level for 5 classes" in err
