@@ -381,6 +381,17 @@ def test_load_of_other_numpy_files_names_the_file(tmp_path):
         assert "allow_pickle" not in str(caught.value)
 
 
+def test_metadata_round_trips_and_must_be_json(tmp_path):
+    model = classifier()
+    model.metadata = {"classes": ["cat", "dog", "emu"], "data": "x.csv", "n": 3}
+    model.save(tmp_path / "m.npz")
+    assert fastbp.Model.load(tmp_path / "m.npz").metadata == model.metadata
+    model.metadata = {"when": object()}
+    with pytest.raises(TypeError, match="model.metadata must hold JSON-able values"):
+        model.save(tmp_path / "m2.npz")
+    assert not (tmp_path / "m2.npz").exists()
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o077, 0o002])
 def test_saved_files_honour_the_umask(tmp_path, umask):
     model = classifier()

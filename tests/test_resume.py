@@ -352,11 +352,11 @@ def test_files_without_the_new_keys_still_load(tmp_path):
     m.save(tmp_path / "new.npz")
 
     def drop(meta):
-        del meta["epochs_done"], meta["lr_schedule"]
+        del meta["epochs_done"], meta["lr_schedule"], meta["metadata"]
 
     _rewrite_meta(tmp_path / "new.npz", tmp_path / "old.npz", drop)
     old = fastbp.Model.load(tmp_path / "old.npz")
-    assert old.epochs_done == 0 and old._schedule_state is None
+    assert old.epochs_done == 0 and old._schedule_state is None and old.metadata == {}
     assert np.array_equal(old.params, m.params)
     # the schedule then starts afresh, the optimizer and shuffling go on
     h = old.fit(X, Y, epochs=1, batch_size=5, lr=0.2, lr_schedule=StepLR(2, 0.5))
@@ -368,12 +368,13 @@ def test_files_without_the_new_keys_still_load(tmp_path):
     [
         lambda meta: meta.update(rng_state={"bit_generator": "nope"}),
         lambda meta: meta.update(epochs_done=-1),
+        lambda meta: meta.update(metadata=[1, 2]),
         lambda meta: meta.update(epochs_done="many"),
         lambda meta: meta.update(lr_schedule=[1, 2]),
         lambda meta: meta.pop("rng_state"),
         lambda meta: meta.update(step="x"),
     ],
-    ids=["rng", "negative-epochs", "text-epochs", "schedule", "no-rng", "step"],
+    ids=["rng", "negative-epochs", "metadata", "text-epochs", "schedule", "no-rng", "step"],
 )
 def test_a_corrupt_training_state_raises_value_error(tmp_path, change):
     remembered_after(StepLR(2)).save(tmp_path / "good.npz")
