@@ -156,3 +156,14 @@ def test_training_needs_neither_scipy_nor_the_benchmark_lab(tmp_path):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=tmp_path, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_import_fastbp_never_imports_the_optional_engines():
+    import subprocess
+    import sys
+
+    code = ("import sys, fastbp; print(sorted(m for m in ('mpi4py', 'torch', 'jax', "
+            "'onnx', 'onnxruntime', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert out.strip() == "[]"

@@ -11,7 +11,7 @@ import re
 import pytest
 
 import fastbp
-from fastbp import callbacks, datasets, reference, schedules, sklearn
+from fastbp import callbacks, datasets, distributed, reference, schedules, sklearn
 
 SECTION = re.compile(r"^Parameters\n-{3,}\n(.*?)(?=^\S[^\n]*\n-{3,}\n|\Z)", re.S | re.M)
 ENTRY = re.compile(r"^(\*{0,2}[A-Za-z_]\w*(?:, \*{0,2}[A-Za-z_]\w*)*)(?: :|$)", re.M)
@@ -29,7 +29,8 @@ def documented(doc):
 def public_callables():
     """(qualified name, callable, names documented elsewhere) of the public API."""
     modules = {"fastbp": fastbp, "fastbp.callbacks": callbacks, "fastbp.schedules": schedules,
-               "fastbp.datasets": datasets, "fastbp.sklearn": sklearn}
+               "fastbp.datasets": datasets, "fastbp.sklearn": sklearn,
+               "fastbp.distributed": distributed}
     shared = documented(reference.__doc__)
     found = [(f"fastbp.reference.{name}", func, shared)
              for name, func in vars(reference).items()
