@@ -38,8 +38,10 @@ SCRIPT = textwrap.dedent(
         X, y = X[:-1], y[:-1]
     model = fastbp.Model([6, 9, 3], output="softmax", loss="cross_entropy",
                          dtype=args["dtype"], seed=1)
+    if args.get("resume"):
+        model = fastbp.Model.load(args["resume"])
     try:
-        history = distributed.fit(model, X, y, sync=args["sync"], epochs=3,
+        history = distributed.fit(model, X, y, sync=args["sync"], epochs=args["epochs"],
                                   batch_size=args["batch"], lr=0.05,
                                   optimizer=args["optimizer"], momentum=args["momentum"])
     except ValueError as exc:
@@ -56,6 +58,7 @@ SCRIPT = textwrap.dedent(
 
 def run(tmp_path, P, **kw):
     args = dict(n=203, dtype="float64", sync="deterministic", batch=32, optimizer="sgd",
+                epochs=3,
                 momentum=0.9, out=str(tmp_path / f"m{P}-{len(os.listdir(tmp_path))}.npz"))
     args.update(kw)
     env = dict(os.environ, HYDRA_LAUNCHER="fork")
@@ -114,3 +117,13 @@ def test_mismatched_ranks_are_refused_on_every_rank(tmp_path, mismatch, message)
     for rank in (0, 1):
         assert f"rank {rank} ValueError: fastbp.distributed.fit: {message}" in done.stdout, (
             done.stdout + done.stderr)
+
+
+def test_a_checkpoint_written_at_one_rank_count_resumes_at_another(tmp_path):
+    straight, _ = trained(tmp_path, 1, optimizer="adam", momentum=0.0)
+    done, first = run(tmp_path, 2, optimizer="adam", momentum=0.0, epochs=2)
+    assert done.returncode == 0, done.stdout + done.stderr
+    resumed, _ = trained(tmp_path, 4, optimizer="adam", momentum=0.0, epochs=1, resume=first)
+    assert resumed.epochs_done == 3 and resumed._optimizer.step == straight._optimizer.step
+    assert np.array_equal(resumed.params, straight.params)
+    assert np.array_equal(resumed._optimizer.buf2, straight._optimizer.buf2)
