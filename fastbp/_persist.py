@@ -70,9 +70,22 @@ def _mode_for(path):
     try:
         return os.stat(path).st_mode & 0o7777
     except OSError:
-        umask = os.umask(0)  # reading the umask means setting it: put it straight back
-        os.umask(umask)
-        return 0o666 & ~umask
+        return 0o666 & ~_umask()
+
+
+def _umask():
+    """The process's umask, read without changing it where Linux shows it (reading
+    it with os.umask sets it for a moment, for every thread of the process)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    umask = os.umask(0o077)  # elsewhere: set (restrictively) and put straight back
+    os.umask(umask)
+    return umask
 
 
 def save(model, path):
@@ -106,7 +119,7 @@ def load(cls, path):
         # numpy's own message may advise allow_pickle=True: never for a model file
         raise ValueError(not_ours) from None
     if not isinstance(archive, np.lib.npyio.NpzFile):  # a single .npy array
-        raise ValueError(f"{not_ours}: it holds one array of shape {archive.shape}") from None
+        raise ValueError(f"{not_ours}: it holds one array of shape {archive.shape}")
     try:
         with archive:
             arrays = {name: archive[name] for name in ("meta", "params", "buf1", "buf2")}

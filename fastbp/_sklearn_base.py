@@ -28,11 +28,9 @@ _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may
 
 
 def _dense(X):
-    """A dense array that numba's cached kernels accept without a new compile."""
+    """A dense array (a read-only one is read in place by Model's boundary)."""
     if scipy.sparse.issparse(X):
         return X.toarray()
-    if isinstance(X, np.ndarray) and not X.flags.writeable:
-        return X.copy()
     return X
 
 

@@ -176,7 +176,9 @@ def fit(model, X, Y, *, comm=None, sync="deterministic", groups=16, epochs=1,
 def _threads_per_rank(comm):
     """numba threads for each rank: the host's usable cores shared by its ranks."""
     MPI = _mpi()
-    on_host = comm.Split_type(MPI.COMM_TYPE_SHARED).Get_size()
+    host = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    on_host = host.Get_size()
+    host.Free()
     return max(1, _threads.usable_cores() // on_host)
 
 
