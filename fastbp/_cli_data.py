@@ -17,8 +17,12 @@ def read_data(path, labels_path, label_column, want_labels=True, labels_flag="--
     """(X, y) from a user file; y is None when ``want_labels`` is False. ``keys``:
     the names of the features and labels arrays in an .npz file."""
     fmt = datasets.data_format(path)
-    if fmt != "idx" and labels_path is not None:
-        raise UsageError(f"{labels_flag} is only for IDX data files, got {path}")
+    if fmt not in ("idx", "npy") and labels_path is not None:
+        raise UsageError(f"{labels_flag} is only for IDX and .npy data files, got {path}")
+    if fmt == "npy":
+        if want_labels and labels_path is None:
+            raise UsageError(f".npy data {path} needs its labels file: {labels_flag} PATH")
+        return datasets.load_npy(path, labels_path if want_labels else None)
     if fmt == "idx":
         if want_labels and labels_path is None:
             raise UsageError(

@@ -324,10 +324,13 @@ def warn_held_up(held_up, epochs, stacklevel):
 
 
 def train(model, Xc, T, val, *, epochs, batch_size, lr, settings, shuffle, cbs, schedule,
-          metrics, weights, rows=None):
-    """The epoch loop of ``Model.fit`` (arguments checked, threads set): a History."""
+          metrics, weights, rows=None, make_loop=None):
+    """The epoch loop of ``Model.fit`` (arguments checked, threads set): a History.
+    ``make_loop`` (default ``_Loop``) builds the epochs' runner from
+    (model, Xc, T, weights, batch_size, lr, shuffle, rows): fastbp.distributed's
+    runs each batch across processes under the same loop."""
     model._optimizer.use(settings)
-    loop = _Loop(model, Xc, T, weights, batch_size, lr, shuffle, rows)
+    loop = (make_loop or _Loop)(model, Xc, T, weights, batch_size, lr, shuffle, rows)
     history = History()
     history.setup_seconds = loop.warm_up()
     model.stop_training = False

@@ -19,49 +19,13 @@ import numba
 import numpy as np
 
 from fastbp import _codes, datasets, optim
-from fastbp._cli_data import (
-    UsageError,
-    apply_scaler,
-    encode_labels,
-    fold_scaler,
-    make_scaler,
-    n_outputs,
-    read_data,
-    training_data,
-)
-from fastbp._cli_report import EpochLines, predictions, result_line, warn_at_chance
-from fastbp._codes import is_classifier
+from fastbp._cli_data import UsageError, encode_labels, read_data
+from fastbp._cli_report import predictions, result_line
+from fastbp._cli_train import RECIPE, cmd_train
 from fastbp._persist import check_writable
 from fastbp._threads import numba_threads
 from fastbp._version import __version__
 
-# The default recipe of ``fastbp train`` (on the digits, 1438 train / 359 held-out
-# samples, split seed 0). Measured with fastbp 0.1.0 on 2 shared cores, seeds 0-9:
-#   64-256-256-10, relu, xavier, standardised inputs, SGD lr 0.05 momentum 0.9,
-#   batch 32, 30 epochs: held-out accuracy min 0.9749 (9 errors), mean 0.9772,
-#   identical in float32, float64 and at 1 or 2 threads; 0.7 s a fit (2 threads).
-# Rejected (same split, 5-10 seeds each): 64-128-10 he on the [0, 1] pixels (the
-# first guess) mean 0.968, min 0.964; 256-128 or 256-256 without standardising
-# mean 0.972; weight decay 3e-3/1e-2 lowered accuracy to 0.96/0.94 (torch.optim.SGD
-# too); Adam lr 1e-3 0.963; tanh 0.965; 15 epochs 0.958; lr 0.03 0.972. Standardising
-# makes rare pixels large (|z| up to 38), so lr 0.1 or batch 16 kills most runs
-# (accuracy 0.1; torch does the same); lr 0.07 still works, lr 0.05 keeps a margin.
-# scikit-learn's MLPClassifier((128,)) scores 0.967-0.975 on this split, SVC 0.980.
-RECIPE = {
-    "hidden_sizes": [256, 256],
-    "hidden": "relu",
-    "output": "softmax",
-    "loss": "cross_entropy",
-    "init": "xavier",
-    "epochs": 30,
-    "batch_size": 32,
-    "lr_sgd": 0.05,
-    "lr_adam": 0.001,
-    "momentum": 0.9,
-    "dtype": "float32",
-    "seed": 0,
-    "scale": "standard",
-}
 HIDDEN = list(_codes.HIDDEN)
 OUTPUT = list(_codes.OUTPUT)
 LOSS = list(_codes.LOSS)
@@ -132,12 +96,12 @@ def _add_data_options(p, what, digits=True):
         " (default: scikit-learn's bundled 8x8 digits)")
     p.add_argument(
         "--data", metavar="PATH", required=not digits,
-        help=f"{what}: .npz (arrays X and y), .csv/.txt (numbers, one sample a line, "
-        "labels in --label-column), or an MNIST-format IDX images file (optionally "
-        f".gz){default}",
+        help=f"{what}: .npz (arrays X and y), .npy (features, memory-mapped; labels "
+        "in --labels), .csv/.txt (numbers, one sample a line, labels in "
+        f"--label-column), or an MNIST-format IDX images file (optionally .gz){default}",
     )
     p.add_argument("--labels", metavar="PATH",
-                   help="IDX labels file for an IDX --data file (default: none)")
+                   help="labels file for an IDX or .npy --data file (default: none)")
     p.add_argument("--label-column", type=int, default=-1, metavar="N",
                    help="column of the labels in a CSV file, negative counts from the "
                    "end (default: %(default)s)")
@@ -231,6 +195,16 @@ def build_parser():
                    help="also draw the loss (and, for classifiers, accuracy) curves "
                    "per epoch to PATH, e.g. curves.png (.pdf, .svg, ...); needs "
                    'matplotlib: pip install "fastbp[plot]" (default: no plot)')
+    t.add_argument("--distributed", action="store_true",
+                   help="train data-parallel on the ranks of an MPI job: mpiexec -n P "
+                   "fastbp train --distributed ... (fastbp.distributed; needs "
+                   'pip install "fastbp[mpi]"); rank 0 prints and saves (default: one process)')
+    t.add_argument("--sync", choices=("deterministic", "fast", "average"),
+                   help="with --distributed: how ranks combine their work "
+                   "(default: deterministic, the same bits at any power-of-two rank "
+                   "count; see fastbp.distributed)")
+    t.add_argument("--average-every", type=_positive_int, metavar="N",
+                   help="with --sync average: local steps between averages (default 8)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser(
@@ -313,100 +287,6 @@ def build_parser():
 
 
 # -- data ----------------------------------------------------------------------------
-
-
-def cmd_train(args):
-    """``fastbp train``; returns the exit status."""
-    from fastbp import Model
-
-    if args.optimizer == "adam" and (args.momentum is not None or args.nesterov):
-        raise UsageError("--momentum and --nesterov apply to --optimizer sgd only")
-    lr = args.lr
-    if lr is None:
-        lr = RECIPE["lr_adam"] if args.optimizer == "adam" else RECIPE["lr_sgd"]
-    check_writable(args.output_model)  # fail before training, not after it
-    if args.plot is not None:
-        from fastbp._plot import check_plot_path
-
-        check_plot_path(args.plot)
-    name, Xtr, ytr, Xte, yte = training_data(args)
-    n_out, ytr, yte, classes = n_outputs(args, ytr, yte)
-    how = "standard" if args.scale == "auto" else args.scale  # "auto": older scripts
-    scaler = make_scaler(Xtr, how)
-
-    n_test = "no held-out" if Xte is None else f"{len(Xte)} held-out"
-    if not is_classifier(args.output, args.loss):
-        kind = f"{n_out} output" + ("s" if n_out > 1 else "")
-    elif n_out == 1:
-        kind = "2 classes (one sigmoid output)"
-    else:
-        kind = f"{n_out} classes"
-    print(
-        f"data: {name}: {len(Xtr)} training / {n_test} samples, "
-        f"{Xtr.shape[1]} features, {kind}; input scaling: {how}"
-    )
-    largest = float(np.max(np.abs(Xtr)))
-    if how == "none" and largest > 10:
-        print(
-            f"note: features reach {largest:g} and are not scaled; --scale minmax or "
-            "standard usually trains better (e.g. for 0..255 pixels)"
-        )
-    names = ("hidden", "output", "loss", "init", "dtype", "seed")
-    sizes = [Xtr.shape[1], *args.hidden_sizes, n_out]
-    model = Model(sizes, **{name: getattr(args, name) for name in names})
-    opt = {"optimizer": args.optimizer}
-    if args.optimizer == "sgd":
-        momentum = RECIPE["momentum"] if args.momentum is None else args.momentum
-        opt.update(momentum=momentum, nesterov=args.nesterov)
-    print(f"model: {model}")
-    print(
-        f"training: {args.epochs} epochs, batch size {args.batch_size}, "
-        + ", ".join(f"{k} {v}" for k, v in opt.items())
-        + f", lr {lr}, weight decay {args.weight_decay}, seed {args.seed}, "
-        f"{numba.get_num_threads()} threads"
-    )
-    validation = None if Xte is None else (apply_scaler(Xte, scaler), yte)
-    from fastbp.callbacks import ProgressBar
-
-    # the live bar on a terminal's stderr only; the epoch lines on stdout as each
-    # epoch ends, so `fastbp train > log.txt` and CI logs read cleanly
-    callbacks = [EpochLines(args.epochs)]
-    if not args.no_progress:
-        callbacks.insert(0, ProgressBar())
-    history = model.fit(
-        apply_scaler(Xtr, scaler),
-        ytr,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=lr,
-        weight_decay=args.weight_decay,
-        validation_data=validation,
-        callbacks=callbacks,
-        **opt,
-    )
-    print(
-        f"kernels ready in {history.setup_seconds:.2f} s before the first epoch (JIT "
-        "compile on a first run, a cache load after; not counted in samples/s)"
-    )
-    fold_scaler(model, scaler)
-    if Xte is None:
-        result, where = model.evaluate(Xtr, ytr), f"training ({len(Xtr)} samples)"
-    else:
-        result, where = model.evaluate(Xte, yte), f"held-out ({len(Xte)} samples)"
-    print(result_line(where, result))
-    if "accuracy" in result:
-        warn_at_chance(result["accuracy"], n_out if n_out > 1 else 2, how)
-    model.metadata = {"data": "digits" if args.data is None else os.path.abspath(args.data)}
-    if classes is not None:
-        model.metadata["classes"] = classes.tolist()
-    model.save(args.output_model)
-    print(f"saved model: {os.path.abspath(args.output_model)}")
-    if args.plot is not None:
-        from fastbp._plot import save_history_plot
-
-        save_history_plot(history, args.plot, title=f"{model}")
-        print(f"saved plot: {os.path.abspath(args.plot)}")
-    return 0
 
 
 def cmd_evaluate(args):
@@ -572,6 +452,21 @@ def main(argv=None):
         return 2
     except SystemExit as exc:  # --help and --version exit through argparse
         return exc.code if isinstance(exc.code, int) else 0
+    status = _run(args)
+    if status and getattr(args, "distributed", False):
+        # one rank failing must end the job: the others may wait in a collective
+        from fastbp import distributed
+
+        world = distributed._mpi().COMM_WORLD
+        if world.Get_size() > 1:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            world.Abort(status)
+    return status
+
+
+def _run(args):
+    """The command's exit status; errors are reported in one line."""
     from fastbp import TrainingDivergedError
 
     try:

@@ -20,6 +20,7 @@ __all__ = [
     "load_dataset",
     "load_digits",
     "load_idx",
+    "load_npy",
     "load_npz",
     "train_test_split",
 ]
@@ -210,6 +211,41 @@ def _check_xy(path, X, y):
         if len(y) != len(X):
             raise ValueError(f"{path}: {len(X)} samples in X but {len(y)} labels in y")
     return X, y
+
+
+def load_npy(path, labels_path=None):
+    """Features from a NumPy ``.npy`` file as a read-only memory map (rows are read
+    from disk as they are used, and processes mapping one file share its pages), and
+    labels from a second ``.npy`` file, read whole.
+
+    Parameters
+    ----------
+    path : str or path-like
+        Features (n_samples, n_features); more dimensions are flattened per sample.
+    labels_path : str or path-like, optional
+        Labels (n_samples,) or targets (n_samples, n_out); None loads none.
+
+    Returns
+    -------
+    X : numpy.memmap, shape (n_samples, n_features)
+    y : ndarray or None
+
+    Raises OSError for a missing file, ValueError if a file is not a .npy array of
+    numbers or X and y differ in length.
+    """
+    arrays = []
+    for where, mode in ((path, "r"), (labels_path, None)):
+        if where is None:
+            arrays.append(None)
+            continue
+        _check_exists(where)
+        try:
+            arrays.append(np.load(where, mmap_mode=mode, allow_pickle=False))
+        except (ValueError, OSError, EOFError) as exc:
+            raise ValueError(f"{where}: expected a NumPy .npy array ({exc})") from None
+        if not isinstance(arrays[-1], np.ndarray):
+            raise ValueError(f"{where}: expected a NumPy .npy array, found an .npz archive")
+    return _check_xy(path, arrays[0], arrays[1])
 
 
 def load_npz(path, x_key="X", y_key="y"):
@@ -496,9 +532,9 @@ def _read_idx(path):
 
 
 def data_format(path):
-    """Name the loader for a file from its name: "npz", "csv" or "idx".
+    """Name the loader for a file from its name: "npz", "npy", "csv" or "idx".
 
-    ``.npz`` -> "npz"; ``.csv``/``.txt`` -> "csv"; names containing ``idx`` or
+    ``.npz`` -> "npz"; ``.npy`` -> "npy" (not with .gz: it is memory-mapped); ``.csv``/``.txt`` -> "csv"; names containing ``idx`` or
     ending in ``-ubyte`` -> "idx". A trailing ``.gz`` is ignored.
 
     Parameters
@@ -524,12 +560,14 @@ def data_format(path):
         name = name[:-3]
     if name.endswith(".npz"):
         return "npz"
+    if name.endswith(".npy") and not os.fspath(path).lower().endswith(".gz"):
+        return "npy"
     if name.endswith((".csv", ".txt")):
         return "csv"
     if "idx" in name or name.endswith("-ubyte"):
         return "idx"
     raise ValueError(
-        f"{path}: unknown data file type; expected .npz, .csv, .txt, or an IDX file "
+        f"{path}: unknown data file type; expected .npz, .npy, .csv, .txt, or an IDX file "
         "(name containing 'idx' or ending in '-ubyte', optionally .gz)"
     )
 
@@ -538,7 +576,8 @@ def load_dataset(path, **kwargs):
     """Load ``(X, y)`` from a file, choosing the loader from its name.
 
     See ``data_format``: "npz" -> ``load_npz``, "csv" -> ``load_csv``, "idx" ->
-    ``load_idx`` (pass ``labels_path=`` for the labels file).
+    ``load_idx`` (pass ``labels_path=`` for the labels file), "npy" -> ``load_npy``
+    (the same).
 
     Parameters
     ----------
@@ -556,5 +595,6 @@ def load_dataset(path, **kwargs):
     ValueError
         If the file type is not recognised, or from the loader.
     """
-    loader = {"npz": load_npz, "csv": load_csv, "idx": load_idx}[data_format(path)]
+    loader = {"npz": load_npz, "npy": load_npy, "csv": load_csv,
+              "idx": load_idx}[data_format(path)]
     return loader(path, **kwargs)

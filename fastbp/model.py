@@ -187,10 +187,11 @@ class Model:
                       self.loss_name == "cross_entropy", self.is_classifier)
         return Xc, T
 
-    def _pass(self, Xc, T, want_loss, want_grads, order=None):
+    def _pass(self, Xc, T, want_loss, want_grads, order=None, weights=None):
         """(loss sum, outputs, gradient sums or None) over the samples ``order`` picks
         (all by default; outputs in that order): one region (kernels.train.region),
-        chunks of _PASS_CHUNK rows."""
+        chunks of _PASS_CHUNK rows; with ``weights`` (one per row of Xc) each
+        sample's loss and gradient count times its weight."""
         if order is None:
             order = np.arange(Xc.shape[0])
         rows = min(_PASS_CHUNK, order.shape[0])
@@ -203,7 +204,7 @@ class Model:
         total = _threads.run_region(
             _threads.parallel(rows, self.sizes), GRADIENTS if want_grads else PASS, want_loss,
             self.params, empty, empty, self._layout, self._codes, np.zeros(N_HYPER), 0, Xc, T,
-            order, empty, rows,
+            order, empty if weights is None else weights, rows,
             *_buffers.batch_scratch(self.params, self._layout, rows, self.dtype), grads, sums,
             out)
         return total, out, sums if want_grads else None
@@ -402,6 +403,26 @@ class Model:
             scaled), it is part of the loss being minimised; History's
             ``"loss"`` reports the data term only.
         """
+        plan = self._fit_plan(
+            X, Y, epochs=epochs, batch_size=batch_size, lr=lr, optimizer=optimizer,
+            momentum=momentum, nesterov=nesterov, weight_decay=weight_decay, shuffle=shuffle,
+            validation_data=validation_data, progress=progress, callbacks=callbacks,
+            lr_schedule=lr_schedule, validation_split=validation_split, n_threads=n_threads,
+            sample_weight=sample_weight, class_weight=class_weight, l2=l2, betas=betas,
+            eps=eps, eps_mode=eps_mode)
+        if plan is None:  # as Keras: nothing to train (a resumed run already complete)
+            return _training.History()
+        n_threads = plan.pop("n_threads")
+        with _threads.numba_threads(n_threads):
+            return _training.train(self, **plan)
+
+    def _fit_plan(self, X, Y, *, epochs, batch_size, lr, optimizer, momentum, nesterov,
+                  weight_decay, shuffle, validation_data, progress, callbacks, lr_schedule,
+                  validation_split, n_threads, sample_weight, class_weight, l2, betas, eps,
+                  eps_mode):
+        """fit's arguments checked and converted: ``_training.train``'s keyword
+        arguments plus "n_threads", or None for epochs=0 (inputs still checked).
+        fastbp.distributed.fit shares it, so both refuse the same input alike."""
         epochs = v.check_nonneg_int("epochs", epochs)
         batch_size = v.check_positive_int("batch_size", batch_size)
         lr = v.check_nonneg_float("lr", lr)
@@ -420,8 +441,8 @@ class Model:
                                  "exclusive: pass one of them")
         Xc, T, rows, val, weights = self._fit_data(X, Y, validation_data, validation_split,
                                                    sample_weight, class_weight)
-        if epochs == 0:  # as Keras: nothing to train (a resumed run already complete)
-            return _training.History()
+        if epochs == 0:
+            return None
         metrics = ["loss", "samples_per_second", "lr"]
         if val is not None:
             metrics += ["val_loss", "val_accuracy"] if self.is_classifier else ["val_loss"]
@@ -429,11 +450,10 @@ class Model:
             lr_schedule._attach(self, lr, metrics)
         if progress and not any(isinstance(cb, fcallbacks.ProgressBar) for cb in callbacks):
             callbacks.append(fcallbacks.ProgressBar(force=True))
-        with _threads.numba_threads(n_threads):
-            return _training.train(
-                self, Xc, T, val, epochs=epochs, batch_size=batch_size, lr=lr,
-                settings=settings, shuffle=shuffle, cbs=fcallbacks._CallbackList(callbacks),
-                schedule=lr_schedule, metrics=metrics, weights=weights, rows=rows)
+        return dict(Xc=Xc, T=T, val=val, epochs=epochs, batch_size=batch_size, lr=lr,
+                    settings=settings, shuffle=shuffle,
+                    cbs=fcallbacks._CallbackList(callbacks), schedule=lr_schedule,
+                    metrics=metrics, weights=weights, rows=rows, n_threads=n_threads)
 
     def _fit_data(self, X, Y, validation_data, validation_split, sample_weight,
                   class_weight):

@@ -46,6 +46,9 @@ TRAIN_OPTIONS = [
     "--output-model",
     "--no-progress",
     "--plot",
+    "--distributed",
+    "--sync",
+    "--average-every",
 ]
 EVALUATE_OPTIONS = [
     "--data",
@@ -228,6 +231,29 @@ def test_default_recipe_reaches_97_percent(capsys, tmp_path):
     assert status == 0
     accuracy = float(re.search(r"accuracy (\S+)", out).group(1))
     assert accuracy >= 0.97
+
+
+def test_train_reads_npy_features_with_npy_labels(capsys, tmp_path, blobs_npz):
+    X, y = make_blobs()
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    status, out, err = run(capsys, "train", "--data", tmp_path / "X.npy", "--labels",
+                           tmp_path / "y.npy", "--epochs", "2", "--hidden-sizes", "8",
+                           "--no-progress", "--output-model", tmp_path / "m.npz")
+    assert status == 0, err
+    assert "held-out" in out
+    status, _, err = run(capsys, "train", "--data", tmp_path / "X.npy", "--epochs", "1",
+                         "--output-model", tmp_path / "m.npz")
+    assert status == 2 and "needs its labels file: --labels PATH" in err
+
+
+@pytest.mark.parametrize("options,message", [
+    (["--sync", "fast"], "--sync and --average-every need --distributed"),
+    (["--distributed", "--average-every", "4"], "--average-every needs --sync average")])
+def test_distributed_options_need_each_other(capsys, tmp_path, options, message):
+    status, _, err = run(capsys, "train", *options, "--output-model", tmp_path / "m.npz")
+    assert status == 2 and message in err
+    assert not (tmp_path / "m.npz").exists()
 
 
 def test_train_user_npz_then_evaluate_and_predict(capsys, tmp_path, blobs_npz):

@@ -140,6 +140,37 @@ def test_idx_missing_file(tmp_path):
         datasets.load_idx(tmp_path / "missing-idx3-ubyte")
 
 
+# ---------------------------------------------------------------------------- npy
+
+
+def test_npy_is_memory_mapped_read_only_and_flattened_per_sample(tmp_path):
+    images = np.arange(24, dtype=np.float32).reshape(3, 2, 4)
+    np.save(tmp_path / "X.npy", images)
+    np.save(tmp_path / "y.npy", np.array([2, 0, 1]))
+    X, y = datasets.load_npy(tmp_path / "X.npy", tmp_path / "y.npy")
+    assert isinstance(X, np.memmap) and not X.flags.writeable  # on disk, not copied
+    np.testing.assert_array_equal(X, images.reshape(3, 8))
+    np.testing.assert_array_equal(y, [2, 0, 1])
+    assert datasets.data_format("X.NPY") == "npy"
+    X2, y2 = datasets.load_dataset(tmp_path / "X.npy")
+    assert y2 is None and X2.shape == (3, 8)
+
+
+def test_npy_errors_name_the_file(tmp_path):
+    np.save(tmp_path / "X.npy", np.ones((3, 2)))
+    np.save(tmp_path / "y.npy", np.array([0, 1]))
+    with pytest.raises(ValueError, match="3 samples in X but 2 labels"):
+        datasets.load_npy(tmp_path / "X.npy", tmp_path / "y.npy")
+    (tmp_path / "bad.npy").write_bytes(b"not an array")
+    with pytest.raises(ValueError, match="bad.npy: expected a NumPy .npy array"):
+        datasets.load_npy(tmp_path / "bad.npy")
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="obj.npy: expected a NumPy .npy array"):
+        datasets.load_npy(tmp_path / "obj.npy")
+    with pytest.raises(OSError):
+        datasets.load_npy(tmp_path / "missing.npy")
+
+
 # ---------------------------------------------------------------------------- npz
 
 
