@@ -230,9 +230,8 @@ def load_npy(path, labels_path=None):
     X : numpy.memmap, shape (n_samples, n_features)
     y : ndarray or None
 
-    Raises OSError for a missing file, ValueError if a file is not a .npy array of
-    numbers or X and y differ in length.
-    """
+    Raises OSError for a missing file, ValueError for a file that is not a .npy
+    array of numbers or X and y of different lengths."""
     arrays = []
     for where, mode in ((path, "r"), (labels_path, None)):
         if where is None:
@@ -534,8 +533,9 @@ def _read_idx(path):
 def data_format(path):
     """Name the loader for a file from its name: "npz", "npy", "csv" or "idx".
 
-    ``.npz`` -> "npz"; ``.npy`` -> "npy" (not with .gz: it is memory-mapped); ``.csv``/``.txt`` -> "csv"; names containing ``idx`` or
-    ending in ``-ubyte`` -> "idx". A trailing ``.gz`` is ignored.
+    ``.npz`` -> "npz"; ``.npy`` -> "npy" (memory-mapped, so never .gz); ``.csv``/``.txt``
+    -> "csv"; names containing ``idx`` or ending in ``-ubyte`` -> "idx". A trailing
+    ``.gz`` is ignored.
 
     Parameters
     ----------

@@ -60,11 +60,12 @@ import time
 
 import numpy as np
 
-from fastbp import _threads, _training, optim
+from fastbp import _buffers, _threads, _training, optim
 from fastbp import _validation as v
 from fastbp.kernels import update as kupdate
-from fastbp.kernels.codes import H_L2, H_LR, H_WD
+from fastbp.kernels.codes import H_L2, H_LR, H_WD, N_HYPER
 from fastbp.kernels.layout import BOFF, WOFF
+from fastbp.kernels.train import GRADIENTS
 
 __all__ = ["fit"]
 
@@ -230,7 +231,9 @@ def fit(model, X, Y, *, comm=None, sync="deterministic", ranks=None, groups=16,
     _same_everywhere(comm, "the model (sizes, activations, loss, dtype)", repr(model))
     _same_everywhere(comm, "X's dtype", x_dtype)
     if plan is None:  # epochs=0: nothing to train
-        return _training.History()
+        history = _training.History()
+        history.communication_seconds = 0.0
+        return history
     Xc, T = plan["Xc"], plan["T"]
     _same_everywhere(comm, "the data (samples, features, targets)", (Xc.shape, T.shape))
     _same_everywhere(comm, "the data's contents (a digest of X and Y)",
@@ -241,11 +244,17 @@ def fit(model, X, Y, *, comm=None, sync="deterministic", ranks=None, groups=16,
     threads = plan.pop("n_threads")
     plan["cbs"] = _RankZeroCallbacks(comm, plan["cbs"])
 
+    loops = []
+
     def make_loop(*args):
-        return _Replicated(comm, options, *args)
+        loops.append(_Replicated(comm, options, *args))
+        return loops[-1]
 
     with _threads.numba_threads(threads or _threads_per_rank(comm)):
         history = _training.train(model, make_loop=make_loop, **plan)
+    # seconds this rank spent in the collectives of the epochs (not in History's
+    # records: those are Model.fit's); fastbp.bench.distributed reports the share
+    history.communication_seconds = loops[0].comm_seconds
     return history
 
 
@@ -304,6 +313,10 @@ class _Replicated(_training._Loop):
         super().__init__(model, Xc, T, weights, batch_size, lr, shuffle, rows)
         self.weighted = weights is not None
         self.all_weights = weights
+        self._scratch, self._pool, self._owned = {}, [], []
+        self.comm_seconds = 0.0
+        self._grads = _buffers.line_aligned_zeros(model.params.size, model.dtype)
+        self._no_hyper = np.zeros(N_HYPER)
 
     def warm_up(self):
         """Loads or compiles the kernels: rank 0 first, then the others from the
@@ -368,6 +381,8 @@ class _Replicated(_training._Loop):
             count = self._count(batch)
             if count > 0.0:  # as the kernels: a batch weighing 0 takes no step
                 self._step(grad, count)
+            if any(grad is mine for mine in self._owned):
+                self._pool.append(grad)
             last = self._progress(callbacks, epoch, b + 1, self.n_batches,
                                   min((b + 1) * self.batch_size, self.n), last)
         return total
@@ -397,34 +412,83 @@ class _Replicated(_training._Loop):
             kupdate.update_range(model.params, grad, count, opt.buf1, opt.buf2, hyper,
                                  opt.step, decay, k0, k1)
 
-    def _group_sums(self, rows):
-        """(loss sum, gradient sum) over the samples ``rows`` (zeros for none)."""
+    def _group_sums(self, rows, into=None):
+        """(loss sum, gradient sum) over the samples ``rows``: one region call,
+        GRADIENTS mode, one batch. The kernel adds the batch's gradient into
+        ``into`` (zeros by default: then it returns the sum itself; given the tree's
+        left sibling, it returns left + right, the tree's own add, fused)."""
         model = self.model
-        if rows.shape[0] == 0:
-            return 0.0, np.zeros(model.params.size, dtype=model.dtype)
-        loss, _, grad = model._pass(self.Xc, self.T, True, True, np.ascontiguousarray(rows),
-                                    self.all_weights)
-        return loss, grad
+        if into is None:
+            into = self._zeros()
+        m = rows.shape[0]
+        if m == 0:
+            return 0.0, into
+        if m not in self._scratch:  # a batch's groups take at most two sizes
+            self._scratch[m] = (
+                _buffers.batch_scratch(model.params, model._layout, m, model.dtype),
+                np.empty((m, model.sizes[-1]), dtype=model.dtype))
+        scratch, out = self._scratch[m]
+        empty = model.params[:0]
+        weights = empty if self.all_weights is None else self.all_weights
+        loss = _threads.run_region(
+            _threads.parallel(m, model.sizes), GRADIENTS, True, model.params, empty, empty,
+            model._layout, model._codes, self._no_hyper, 0, self.Xc, self.T,
+            np.ascontiguousarray(rows), weights, m, *scratch, self._grads, into, out)
+        return loss, into
+
+    def _zeros(self):
+        """A zeroed gradient-sized buffer, from the pool of this fit (no page faults
+        from a fresh allocation per group: they cost more than the adds)."""
+        if self._pool:
+            buffer = self._pool.pop()
+            buffer.fill(0)
+            return buffer
+        self._owned.append(_buffers.line_aligned_zeros(self.model.params.size,
+                                                       self.model.dtype))
+        return self._owned[-1]
 
     def _deterministic_sums(self, batch):
-        """This batch's loss and gradient sums, by the fixed tree (see the module doc)."""
+        """This batch's loss and gradient sums, by the fixed tree (see the module doc):
+        this rank's G / P groups combined as they come, as a binary counter does (the
+        same pairs as ``_tree_sum``), then the top of the tree across the ranks."""
         G, P, m = self.groups, self.P, batch.shape[0]
         cuts = [g * m // G for g in range(G + 1)]
-        mine = range(self.rank * G // P, (self.rank + 1) * G // P)
-        sums = [self._group_sums(batch[cuts[g] : cuts[g + 1]]) for g in mine]
-        loss = _tree_sum([s[0] for s in sums])
-        grad = _tree_sum([s[1] for s in sums])
-        if P == 1:
-            return loss, grad
-        return _tree_sum(self.comm.allgather(loss)), _tree_allreduce(self.comm, grad)
+        pending = []  # (level, loss, grad): the left siblings still waiting
+        for g in range(self.rank * G // P, (self.rank + 1) * G // P):
+            rows = batch[cuts[g] : cuts[g + 1]]
+            if pending and pending[-1][0] == 0:  # a right leaf: added onto its left one
+                _, left_loss, left = pending.pop()
+                loss, grad = self._group_sums(rows, into=left)
+                node = (1, left_loss + loss, grad)
+            else:
+                loss, grad = self._group_sums(rows)
+                node = (0, loss, grad)
+            while pending and pending[-1][0] == node[0]:
+                level, left_loss, left = pending.pop()
+                np.add(left, node[2], out=left)
+                self._pool.append(node[2])
+                node = (level + 1, left_loss + node[1], left)
+            pending.append(node)
+        (_, loss, grad), = pending
+        if P > 1:
+            start = time.perf_counter()
+            loss = _tree_sum(self.comm.allgather(loss))
+            total = _tree_allreduce(self.comm, grad)
+            self.comm_seconds += time.perf_counter() - start
+            self._pool.append(grad)
+            grad = total
+        return loss, grad
 
     def _fast_sums(self, batch):
         """This batch's loss and gradient sums: each rank's share, one Allreduce."""
         MPI = _mpi()
         P, m = self.P, batch.shape[0]
         loss, grad = self._group_sums(batch[self.rank * m // P : (self.rank + 1) * m // P])
+        start = time.perf_counter()
         self.comm.Allreduce(MPI.IN_PLACE, grad, op=MPI.SUM)
-        return self.comm.allreduce(loss, op=MPI.SUM), grad
+        loss = self.comm.allreduce(loss, op=MPI.SUM)
+        self.comm_seconds += time.perf_counter() - start
+        return loss, grad
 
     # -- "average": local steps on each rank's shard, then the mean ------------------
 
@@ -459,6 +523,8 @@ class _Replicated(_training._Loop):
         replaced by their mean over the ranks, added in rank order."""
         model, opt = self.model, self.model._optimizer
         arrays = [model.params] + ([opt.buf1, opt.buf2] if self.average_state else [])
+        start = time.perf_counter()
         for array in arrays:
             if array.size:
                 array[...] = _tree_allreduce(self.comm, array) / array.dtype.type(self.P)
+        self.comm_seconds += time.perf_counter() - start
