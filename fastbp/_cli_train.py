@@ -55,8 +55,8 @@ def cmd_train(args):
     lr = args.lr
     if lr is None:
         lr = RECIPE["lr_adam"] if args.optimizer == "adam" else RECIPE["lr_sgd"]
-    if not args.distributed and (args.sync is not None or args.average_every is not None):
-        raise UsageError("--sync and --average-every need --distributed")
+    if not args.distributed and (args.sync, args.average_every, args.ranks) != (None,) * 3:
+        raise UsageError("--sync, --ranks and --average-every need --distributed")
     if args.average_every is not None and args.sync != "average":
         raise UsageError("--average-every needs --sync average")
     fit, rank = _fitter(args)
@@ -74,7 +74,8 @@ def _fitter(args):
     from fastbp import distributed
 
     rank = distributed._mpi().COMM_WORLD.Get_rank()
-    sync = {"sync": args.sync or "deterministic", "n_threads": args.threads}
+    sync = {"sync": args.sync or "deterministic", "n_threads": args.threads,
+            "ranks": args.ranks}
     if args.average_every is not None:
         sync["average_every"] = args.average_every
     return (lambda model, X, y, **kw: distributed.fit(model, X, y, **sync, **kw)), rank

@@ -203,6 +203,9 @@ def build_parser():
                    help="with --distributed: how ranks combine their work "
                    "(default: deterministic, the same bits at any power-of-two rank "
                    "count; see fastbp.distributed)")
+    t.add_argument("--ranks", type=_positive_int, metavar="P",
+                   help="with --distributed: the rank count the job must have, an error "
+                   "otherwise (default: any)")
     t.add_argument("--average-every", type=_positive_int, metavar="N",
                    help="with --sync average: local steps between averages (default 8)")
     t.set_defaults(func=cmd_train)

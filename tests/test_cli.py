@@ -48,6 +48,7 @@ TRAIN_OPTIONS = [
     "--plot",
     "--distributed",
     "--sync",
+    "--ranks",
     "--average-every",
 ]
 EVALUATE_OPTIONS = [
@@ -248,7 +249,8 @@ def test_train_reads_npy_features_with_npy_labels(capsys, tmp_path, blobs_npz):
 
 
 @pytest.mark.parametrize("options,message", [
-    (["--sync", "fast"], "--sync and --average-every need --distributed"),
+    (["--sync", "fast"], "--sync, --ranks and --average-every need --distributed"),
+    (["--ranks", "2"], "--sync, --ranks and --average-every need --distributed"),
     (["--distributed", "--average-every", "4"], "--average-every needs --sync average")])
 def test_distributed_options_need_each_other(capsys, tmp_path, options, message):
     status, _, err = run(capsys, "train", *options, "--output-model", tmp_path / "m.npz")

@@ -97,6 +97,12 @@ SCRIPT = textwrap.dedent(
             MPI.COMM_WORLD.Barrier()  # every rank raised: none is left in a collective
             sys.exit(3)
         model.save(out.replace(".npz", f".rank{rank}.npz"))
+        from fastbp.kernels import train, update
+        compiled = {name: (sum(f.stats.cache_hits.values()), sum(f.stats.cache_misses.values()))
+                    for name, f in (("region", train.region),
+                                    ("update_range", update.update_range))}
+        with open(out + f".cache{rank}.json", "w") as f:
+            json.dump(compiled, f)
         if rank == 0:
             model.save(out)
             with open(out + ".json", "w") as f:
@@ -216,6 +222,21 @@ def test_fast_mode_equals_deterministic_to_rounding(tmp_path):
         dict(epochs=3, batch_size=32, momentum=0.9),
         dict(epochs=3, batch_size=32, momentum=0.9, sync="fast")])
     np.testing.assert_allclose(fast.params, det.params, rtol=1e-12, atol=1e-14)
+
+
+def test_rank_0_compiles_and_the_others_load_its_cache(tmp_path):
+    # an empty kernel cache: were both ranks to compile at once, they would write the
+    # same cache files together; rank 0 compiles, the other rank loads what it wrote
+    env = dict(os.environ, HYDRA_LAUNCHER="fork", FASTBP_CACHE_DIR=str(tmp_path / "cache"))
+    out = str(tmp_path / "m.npz")
+    done = subprocess.run([MPIEXEC, "-n", "2", sys.executable, "-m", "mpi4py", "-c", SCRIPT,
+                           str(tmp_path), json.dumps([dict(epochs=1, out=out)])],
+                          capture_output=True, text=True, timeout=900, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    counts = [json.loads(open(out + f".cache{r}.json").read()) for r in (0, 1)]
+    for name in ("region", "update_range"):
+        assert counts[0][name] == [0, 1], counts  # compiled (a cache miss), once
+        assert counts[1][name] == [1, 0], counts  # loaded from the cache, not compiled
 
 
 def test_float32_is_deterministic_too(tmp_path):
@@ -358,6 +379,13 @@ def test_the_command_reads_a_memory_mapped_npy_on_every_rank(tmp_path):
                           "--epochs", "3", "--sync", "fast", "--output-model", "m.npz")
     assert done.returncode == 0, done.stdout + done.stderr
     assert "accuracy 1.0000" in done.stdout or "accuracy 0.99" in done.stdout
+
+
+def test_the_command_refuses_a_job_of_another_size(tmp_path):
+    done = fastbp_command(tmp_path, 2, "--ranks", "4", "--epochs", "1", timeout=120)
+    assert done.returncode != 0
+    assert "ranks=4, but the communicator has 2 ranks" in done.stderr
+    assert not (tmp_path / "fastbp-model.npz").exists()
 
 
 def test_a_failing_command_ends_every_rank(tmp_path):
