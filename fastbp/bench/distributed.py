@@ -8,8 +8,9 @@ each rank's epoch spent in the collectives (waiting for the slowest rank include
 
 64-32-10 (S), 784-256-128-10 (M) or 784-1024-1024-10 (L), float32, 8,192 random
 samples (``--samples``), the median of ``--repeats`` epochs after a warm-up fit
-(compile or cache load outside the timing). ``--sync model`` times ``Model.fit`` (run it with ``-n 1``);
-``--threads`` sets numba threads per rank (default: the host's cores / ranks).
+(compile or cache load outside the timing). ``--sync model`` times ``Model.fit``
+(run it with ``-n 1``); ``--threads`` sets numba threads per rank (default: the
+host's cores / ranks).
 """
 
 import argparse
