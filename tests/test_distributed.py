@@ -46,6 +46,13 @@ SCRIPT = textwrap.dedent(
         def on_epoch_end(self, model, epoch, logs):
             time.sleep(self.seconds)
 
+    class NudgeAt(callbacks.Callback):  # changes rank 0's replica only
+        def __init__(self, epoch):
+            self.epoch = epoch
+        def on_epoch_end(self, model, epoch, logs):
+            if epoch == self.epoch:
+                model.params[0] += 1e-3
+
     class RaiseAt(callbacks.Callback):
         def __init__(self, epoch):
             self.epoch = epoch
@@ -84,6 +91,8 @@ SCRIPT = textwrap.dedent(
             cbs.append(callbacks.HistoryLogger(job.pop("log")))
         if job.pop("early", False):
             cbs.append(callbacks.EarlyStopping(patience=1))
+        if "nudge_at" in job:
+            cbs.append(NudgeAt(job.pop("nudge_at")))
         if "raise_at" in job:
             cbs.append(RaiseAt(job.pop("raise_at")))
         if "pause" in job:
@@ -291,6 +300,26 @@ def test_mismatched_ranks_are_refused_on_every_rank(tmp_path, mismatch, message)
         assert f"rank {rank} ValueError: fastbp.distributed.fit: {message}" in done.stdout, (
             done.stdout + done.stderr)
     assert not list(tmp_path.glob("*.npz"))
+
+
+def test_replicas_that_drift_apart_are_caught_at_the_end_of_the_epoch(tmp_path):
+    done = launch(tmp_path, 2, [dict(epochs=3, nudge_at=1, out=str(tmp_path / "m.npz"))])
+    assert done.returncode != 0
+    for rank in (0, 1):
+        assert (f"rank {rank} ValueError: fastbp.distributed.fit: the parameters after epoch 2 "
+                "(replicas diverged) differs between ranks") in done.stdout, done.stdout
+
+
+def test_any_rank_count_for_fast_and_average_powers_of_two_for_deterministic(tmp_path):
+    (fast, _), (average, _) = results(tmp_path, 3, [
+        dict(epochs=2, batch_size=32, momentum=0.9, sync="fast"),
+        dict(epochs=2, batch_size=8, sync="average")])
+    reference, _ = plain(dict(epochs=2, batch_size=32, momentum=0.9))
+    np.testing.assert_allclose(fast.params, reference.params, rtol=1e-12, atol=1e-14)
+    done = launch(tmp_path, 3, [dict(epochs=1, out=str(tmp_path / "d.npz"))])
+    assert done.returncode != 0
+    assert "sync='deterministic' needs groups a power of two that the 3 ranks divide" in (
+        done.stdout)
 
 
 def test_a_world_size_other_than_asked_is_refused(tmp_path):
