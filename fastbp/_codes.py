@@ -9,9 +9,11 @@ written once, in :mod:`fastbp.kernels.codes`; optimizer names in :mod:`fastbp.op
 
 from fastbp.kernels.codes import (
     CROSS_ENTROPY,
+    EXP,
     LEAKY_RELU,
     LINEAR,
     MSE,
+    POISSON,
     RELU,
     SIGMOID,
     SOFTMAX,
@@ -25,13 +27,15 @@ HIDDEN = {
     "leaky_relu": LEAKY_RELU,
     "linear": LINEAR,
 }
-OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX, "tanh": TANH}
-LOSS = {"mse": MSE, "cross_entropy": CROSS_ENTROPY}
+OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX, "tanh": TANH,
+          "exp": EXP}
+LOSS = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON}
 INIT = ("xavier", "he", "normal", "uniform", "zeros")
 DTYPES = ("float32", "float64")
 
 # Outputs that cross_entropy fits: for both, delta^L = a^L - t.
 CROSS_ENTROPY_OUTPUTS = ("softmax", "sigmoid")
+# poisson (the half Poisson deviance) and the exp output go together (delta^L = a^L - t).
 
 # Optimizer names, settings and their defaults: fastbp.optim.
 

@@ -6,14 +6,18 @@ import warnings
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.optimize
 import scipy.sparse
 from sklearn.base import BaseEstimator, ClassifierMixin, _fit_context
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.fixes import _get_additional_lbfgs_options_dict
+from sklearn.utils.optimize import _check_optimize_result
 from sklearn.utils.validation import (
     _check_sample_weight,
+    check_is_fitted,
     validate_data,
 )
 
@@ -22,7 +26,7 @@ from fastbp._training import HELD_UP_MESSAGE, warn_held_up
 from fastbp.model import Model, TrainingDivergedError
 
 _HIDDEN = {"identity": "linear", "logistic": "sigmoid", "tanh": "tanh", "relu": "relu"}
-_OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax"}
+_OUTPUT = {"identity": "linear", "logistic": "sigmoid", "softmax": "softmax", "exp": "exp"}
 _NON_FINITE = ("Solver produced non-finite parameter weights. The input data may "
                "contain large values and need to be preprocessed.")
 
@@ -32,6 +36,13 @@ def _dense(X):
     if scipy.sparse.issparse(X):
         return X.toarray()
     return X
+
+
+class _RateView:
+    """What ``_BaseMLP._optimizer`` shows: the learning rate."""
+
+    def __init__(self, learning_rate):
+        self.learning_rate = learning_rate
 
 
 def _store_params(est, params):
@@ -75,15 +86,6 @@ class _BaseMLP(BaseEstimator):
     # -- fitting ------------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        if self.solver == "lbfgs":
-            raise NotImplementedError(
-                "solver='lbfgs' is not supported by fastbp.sklearn (it trains with the "
-                "stochastic solvers only): use solver='adam' or 'sgd', or "
-                "sklearn.neural_network for L-BFGS")
-        if getattr(self, "loss", None) == "poisson":
-            raise NotImplementedError(
-                "loss='poisson' is not supported by fastbp.sklearn (fastbp has no "
-                "exponential output): use loss='squared_error'")
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         hidden = self.hidden_layer_sizes
@@ -99,6 +101,9 @@ class _BaseMLP(BaseEstimator):
         X = _dense(X)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X)
+        if self._poisson() and y.size and np.min(y) < 0:
+            raise ValueError("loss='poisson' needs targets y >= 0 (counts or rates), got "
+                             f"a minimum of {np.min(y)}")
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1], *hidden, y.shape[1]]
@@ -107,19 +112,26 @@ class _BaseMLP(BaseEstimator):
         init = None
         if first_pass:
             init = self._initialize(y, layer_units, rs)
-        elif list(self._model.sizes) != layer_units:
+        elif getattr(self, "_model", None) is None:
+            self._ensure_model(X.dtype)  # fitted attributes set by hand: train from them
+        if init is None and list(self._model.sizes) != layer_units:
             raise ValueError(
                 f"the network has layer sizes {list(self._model.sizes)} but this call "
                 f"asks for {layer_units}: hidden_layer_sizes or the number of outputs "
                 "changed since the last fit (refit with warm_start=False)")
         self.n_outputs_ = y.shape[1]
 
-        split = self._split(X, y, sample_weight, rs)
+        lbfgs = self.solver == "lbfgs"
+        # L-BFGS ignores early_stopping, as sklearn's: no split, no draw for it
+        split = None if lbfgs else self._split(X, y, sample_weight, rs)
         if init is not None:  # the shuffling seed is drawn after sklearn's own draws
             self._build_model(layer_units, init, X.dtype, int(rs.randint(2**31 - 1)))
         self._sync_model()
         try:
-            self._fit_stochastic(*split, incremental)
+            if lbfgs:
+                self._fit_lbfgs(X, y, sample_weight)
+            else:
+                self._fit_stochastic(*split, incremental)
         finally:
             self._set_views()
         if not np.isfinite(self._model.params).all():
@@ -134,7 +146,7 @@ class _BaseMLP(BaseEstimator):
         self.n_outputs_ = y.shape[1]
         self.n_layers_ = len(layer_units)
         if not isinstance(self, ClassifierMixin):
-            self.out_activation_ = "identity"
+            self.out_activation_ = "exp" if self._poisson() else "identity"
         elif self._label_binarizer.y_type_ == "multiclass":
             self.out_activation_ = "softmax"
         else:
@@ -146,16 +158,20 @@ class _BaseMLP(BaseEstimator):
             coef = rs.uniform(-bound, bound, (fan_in, fan_out))
             intercept = rs.uniform(-bound, bound, fan_out)
             init.append((coef, intercept))
-        self.loss_curve_ = []
-        self._no_improvement_count = 0
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
-            self.best_loss_ = None
-        else:
-            self.best_loss_ = np.inf
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+        for name in ("loss_curve_", "validation_scores_", "best_validation_score_",
+                     "best_loss_"):
+            self.__dict__.pop(name, None)  # set by the stochastic solvers only, as sklearn's
+        if self.solver != "lbfgs":
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
         self._model = None  # built once the split has drawn from rs (see _fit)
         for name in ("coefs_", "intercepts_"):
             self.__dict__.pop(name, None)
@@ -163,9 +179,9 @@ class _BaseMLP(BaseEstimator):
 
     def _build_model(self, layer_units, init, dtype, seed):
         classifier = isinstance(self, ClassifierMixin)
+        loss = "cross_entropy" if classifier else "poisson" if self._poisson() else "mse"
         model = Model(layer_units, hidden=_HIDDEN[self.activation],
-                      output=_OUTPUT[self.out_activation_],
-                      loss="cross_entropy" if classifier else "mse", dtype=dtype, seed=seed)
+                      output=_OUTPUT[self.out_activation_], loss=loss, dtype=dtype, seed=seed)
         for W, b, (coef, intercept) in zip(model.weights, model.biases, init,
                                            strict=True):
             W[...] = coef.T  # sklearn's coef is (n_in, n_out), fastbp's W (n_out, n_in)
@@ -173,6 +189,51 @@ class _BaseMLP(BaseEstimator):
         self._model = model
         self._best_params = model.params.copy()
         self._set_views()
+
+    def _ensure_model(self, dtype=None):
+        """A Model built from ``coefs_``, ``intercepts_`` and ``out_activation_`` set by
+        hand on an estimator never fitted (scikit-learn's own tests do that, and its
+        estimators then predict and partial_fit from them). ``dtype``: the model's
+        (default: float32 when every array is float32, else float64)."""
+        if getattr(self, "_model", None) is not None:
+            return
+        check_is_fitted(self, ["coefs_", "intercepts_"])
+        coefs = [np.asarray(c, dtype=float) for c in self.coefs_]
+        intercepts = [np.asarray(b, dtype=float).reshape(-1) for b in self.intercepts_]
+        if dtype is None:
+            arrays = list(self.coefs_) + list(self.intercepts_)
+            single = all(getattr(a, "dtype", None) == np.float32 for a in arrays)
+            dtype = np.float32 if single else np.float64
+        units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+        self._build_model(units, list(zip(coefs, intercepts, strict=True)), dtype, seed=0)
+
+    @property
+    def _optimizer(self):
+        """scikit-learn's private optimizer, as far as its own tests read it: the
+        current ``learning_rate`` of a stochastic solver."""
+        if self.solver == "lbfgs" or not hasattr(self, "_lr"):
+            raise AttributeError("_optimizer: no stochastic solver has run")
+        return _RateView(self._lr)
+
+    def _loss_grad_lbfgs(self, packed_coef_inter, X, y, sample_weight, *unused):
+        """scikit-learn's private L-BFGS objective, for code (its own tests) that calls
+        it: (loss, gradient) at ``packed_coef_inter`` (coefs, then intercepts, each
+        flattened in scikit-learn's (n_in, n_out) layout), which it also sets."""
+        model = self._model
+        arrays = model.weights + model.biases
+        # sklearn's layout of each array (coefs transposed) and its offset in params
+        shapes = [W.T.shape for W in model.weights] + [b.shape for b in model.biases]
+        offsets = [(a.ctypes.data - model.params.ctypes.data) // model.params.itemsize
+                   for a in arrays]
+        start = 0
+        for a, shape in zip(arrays, shapes, strict=True):
+            a[...] = packed_coef_inter[start : start + a.size].reshape(shape).T
+            start += a.size
+        y = np.asarray(y)
+        loss, grad = self._lbfgs_objective(X, y.reshape(len(y), -1), sample_weight)(
+            model.params.astype(np.float64))
+        return loss, np.concatenate([grad[o : o + a.size].reshape(a.shape).T.ravel()
+                                     for o, a in zip(offsets, arrays, strict=True)])
 
     def _set_views(self):
         """coefs_/intercepts_ as views into the model's parameters."""
@@ -240,7 +301,7 @@ class _BaseMLP(BaseEstimator):
         weight_total = n_samples if sample_weight is None else float(np.sum(sample_weight))
         X = np.ascontiguousarray(X, dtype=model.dtype)
         Y = np.ascontiguousarray(y, dtype=model.dtype)
-        data_scale = 1.0 if isinstance(self, ClassifierMixin) else 1.0 / y.shape[1]
+        data_scale = self._data_scale(y.shape[1])
 
         early_stopping = self.early_stopping
         if early_stopping and self.validation_scores_ is None:  # early stopping turned on
@@ -256,7 +317,10 @@ class _BaseMLP(BaseEstimator):
                                                 RuntimeWarning)
                         history = model.fit(X, Y, epochs=1, lr=self._lr, **fit_kw)
                 except TrainingDivergedError as exc:
-                    raise ValueError(_NON_FINITE) from exc
+                    if not early_stopping:
+                        raise ValueError(_NON_FINITE) from exc
+                    self._diverged(n_samples)
+                    break
                 held_up += history.held_up_epochs
                 loss = history.history["loss"][-1] * data_scale
                 if self.alpha:
@@ -295,6 +359,87 @@ class _BaseMLP(BaseEstimator):
             warn_held_up(held_up, self.n_iter_, stacklevel=3)
         if early_stopping:
             model.params[...] = self._best_params
+
+    def _poisson(self):
+        return getattr(self, "loss", None) == "poisson"
+
+    def _data_scale(self, n_outputs):
+        """sklearn's data loss over fastbp's (a sum over outputs): the squared error
+        is averaged over the outputs, the log losses and the Poisson deviance summed."""
+        if isinstance(self, ClassifierMixin) or self._poisson():
+            return 1.0
+        return 1.0 / n_outputs
+
+    def _lbfgs_objective(self, X, y, sample_weight):
+        """sklearn's L-BFGS objective on fastbp's flat parameter vector: theta ->
+        (loss, gradient), both float64. The mean data loss (squared error averaged
+        over outputs for a regressor) plus alpha/2 ||W||^2, both over the total sample
+        weight; the gradient from one data-set pass of the kernels (every sample's
+        gradient summed in a fixed order, at any thread count). Each call sets the
+        model's parameters to theta."""
+        model = self._model
+        X = np.ascontiguousarray(X, dtype=model.dtype)
+        Y = np.ascontiguousarray(y, dtype=model.dtype)
+        weights = (None if sample_weight is None
+                   else np.ascontiguousarray(sample_weight, dtype=model.dtype))
+        weight_total = X.shape[0] if sample_weight is None else float(np.sum(sample_weight))
+        data_scale = self._data_scale(Y.shape[1])
+        penalised = np.zeros(model.params.size)  # 1 on the weights, 0 on the biases
+        for W in model.weights:
+            start = (W.ctypes.data - model.params.ctypes.data) // model.params.itemsize
+            penalised[start : start + W.size] = 1.0
+        alpha = float(self.alpha)
+        order = np.arange(X.shape[0])
+
+        def loss_and_gradient(theta):
+            model.params[...] = theta
+            total, _, sums = model._pass(X, Y, True, True, order, weights)
+            theta = model.params.astype(np.float64)  # the point in the model's dtype
+            penalty = float(np.sum(np.square(theta) * penalised))
+            loss = total * data_scale / weight_total + 0.5 * alpha * penalty / weight_total
+            return loss, (sums + alpha * penalised * theta) / weight_total
+
+        return loss_and_gradient
+
+    def _fit_lbfgs(self, X, y, sample_weight):
+        """scipy's L-BFGS-B on ``_lbfgs_objective``, as sklearn's ``_fit_lbfgs``: the
+        same function and gradient as its ``_loss_grad_lbfgs`` to rounding, with its
+        options, warnings and n_iter_/loss_. The parameters are fastbp's flat vector
+        (sklearn packs coefs then intercepts: L-BFGS does not depend on the order).
+        An interrupted or failed call leaves the model as it was."""
+        model = self._model
+        objective = self._lbfgs_objective(X, y, sample_weight)
+        before = model.params.copy()
+        iprint = 1 if self.verbose is True or self.verbose >= 1 else -1
+        try:
+            with numba_threads(self.n_threads):
+                result = scipy.optimize.minimize(
+                    objective, model.params.astype(np.float64), method="L-BFGS-B",
+                    jac=True, options={"maxfun": self.max_fun, "maxiter": self.max_iter,
+                                       "gtol": self.tol,
+                                       **_get_additional_lbfgs_options_dict("iprint", iprint)})
+        except BaseException:
+            model.params[...] = before
+            raise
+        self.n_iter_ = _check_optimize_result("lbfgs", result, self.max_iter)
+        self.loss_ = float(result.fun)
+        model.params[...] = result.x
+
+    def _diverged(self, n_samples):
+        """An epoch whose loss became non-finite, with early stopping: as sklearn, the
+        epoch counts, its loss and validation score are nan, and the best weights are
+        restored at the end of fit. sklearn trains its remaining epochs on the nan
+        weights (each scoring nan) up to max_iter; fastbp stops here and says so."""
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_ = float("nan")
+        self.loss_curve_.append(self.loss_)
+        self.validation_scores_.append(float("nan"))
+        warnings.warn(
+            f"Training diverged in epoch {self.n_iter_} (the loss became non-finite): "
+            "stopped, and the weights of the best validation score "
+            f"({self.best_validation_score_:g}) restored. Try a smaller "
+            "learning_rate_init or scaled inputs.", ConvergenceWarning, stacklevel=4)
 
     def _weights_sq(self):
         # not np.dot: a BLAS call wakes BLAS's threads, whose spinning then slows
@@ -370,6 +515,7 @@ class _BaseMLP(BaseEstimator):
         """Output activations, shape (n_samples, n_outputs)."""
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        self._ensure_model()
         self._sync_model()
         with numba_threads(self.n_threads):
             return self._model.predict(_dense(X))

@@ -181,7 +181,8 @@ def check_X(name, X, n_features, dtype, allow_1d=False):
     return _kernel_ready(arr, dtype), one_sample
 
 
-def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy, classifier=True):
+def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy, classifier=True,
+            poisson=False):
     """Targets as a C-contiguous (n_samples, n_out) ``dtype`` array.
 
     Accepts (n, n_out) targets, 1-D integer class labels when n_out > 1 and the
@@ -223,6 +224,9 @@ def check_Y(name, Y, n_samples, n_out, dtype, cross_entropy, classifier=True):
     _check_finite_fits(name, T, dtype)
     if cross_entropy and T.size and (T.min() < 0 or T.max() > 1):
         raise ValueError(f"{name} targets for cross_entropy must lie in [0, 1]")
+    if poisson and T.size and T.min() < 0:
+        raise ValueError(f"{name} targets for loss='poisson' must be >= 0 (counts or "
+                         f"rates), got {T.min()}")
     return _kernel_ready(T, dtype)
 
 

@@ -38,9 +38,11 @@ class Model:
     sizes : sequence of int
         Layer widths ``[n_in, h1, ..., n_out]``, at least two entries >= 1.
     hidden : {"sigmoid", "tanh", "relu", "leaky_relu", "linear"}
-    output : {"linear", "sigmoid", "softmax", "tanh"}
-    loss : {"mse", "cross_entropy"}
-        cross_entropy needs a softmax or sigmoid output.
+    output : {"linear", "sigmoid", "softmax", "tanh", "exp"}
+    loss : {"mse", "cross_entropy", "poisson"}
+        cross_entropy needs a softmax or sigmoid output; poisson (the half Poisson
+        deviance, sum t log(t / a) - t + a, as scikit-learn's) goes with the exp
+        output only, and needs targets >= 0.
     init : {"xavier", "he", "normal", "uniform", "zeros"} or float
         Weight initialisation; a float sets every weight to it. Biases start at 0.
     bias : bool
@@ -88,6 +90,9 @@ class Model:
             raise ValueError(
                 f"loss='cross_entropy' needs output='softmax' or 'sigmoid', got output={output!r}"
             )
+        if (self.loss_name == "poisson") != (self.output == "exp"):
+            raise ValueError("loss='poisson' and output='exp' (its log link) go together, "
+                             f"got output={output!r}, loss={loss!r}")
         if self.output == "softmax" and self.sizes[-1] < 2:
             raise ValueError("output='softmax' needs at least 2 outputs (sizes[-1] >= 2)")
         self.init = v.check_init(init)
@@ -184,7 +189,8 @@ class Model:
     def _XY(self, X, Y, xname="X", yname="Y"):
         Xc, _ = self._X(X, xname)
         T = v.check_Y(yname, Y, Xc.shape[0], self.sizes[-1], self.dtype,
-                      self.loss_name == "cross_entropy", self.is_classifier)
+                      self.loss_name == "cross_entropy", self.is_classifier,
+                      poisson=self.loss_name == "poisson")
         return Xc, T
 
     def _pass(self, Xc, T, want_loss, want_grads, order=None, weights=None):

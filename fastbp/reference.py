@@ -80,6 +80,8 @@ def activation(name, z):
     if name == "softmax":
         e = np.exp(z - z.max())
         return e / e.sum()
+    if name == "exp":
+        return np.exp(z)
     raise ValueError(f"unknown activation {name!r}")
 
 
@@ -96,6 +98,8 @@ def activation_derivative(name, z):
         return np.where(z > 0, 1.0, LEAKY_SLOPE).astype(z.dtype)
     if name == "linear":
         return np.ones_like(z)
+    if name == "exp":
+        return np.exp(z)
     raise ValueError(f"no element-wise derivative for {name!r}")
 
 
@@ -112,9 +116,13 @@ def forward(Ws, bs, x, hidden, output):
 
 
 def sample_loss(a_out, t, output, loss):
-    """Per-sample loss: mse 1/2 ||a - t||^2; cross-entropy as in DESIGN.md."""
+    """Per-sample loss: mse 1/2 ||a - t||^2; cross-entropy as in DESIGN.md; poisson
+    the half Poisson deviance sum_k [t_k log(t_k / a_k) - t_k + a_k] (0 log 0 = 0)."""
     if loss == "mse":
         return 0.5 * np.sum((a_out - t) ** 2)
+    if loss == "poisson":
+        t_log_t = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)
+        return np.sum(t_log_t - t * np.log(a_out) - t + a_out)
     if output == "softmax":
         return -np.sum(t * np.log(a_out))
     return -np.sum(t * np.log(a_out) + (1.0 - t) * np.log(1.0 - a_out))
@@ -122,8 +130,8 @@ def sample_loss(a_out, t, output, loss):
 
 def output_delta(a_out, z_out, t, output, loss):
     """delta^L for one sample."""
-    if loss == "cross_entropy":
-        return a_out - t  # softmax or sigmoid with cross-entropy
+    if loss in ("cross_entropy", "poisson"):
+        return a_out - t  # softmax or sigmoid with cross-entropy; exp with poisson
     if output == "softmax":
         # mse through the softmax Jacobian J = diag(a) - a a^T (symmetric):
         # delta = J (a - t) = a o ((a - t) - <a - t, a>)

@@ -17,10 +17,31 @@ of scikit-learn's ``_fit_stochastic``: the same initial weights for the same
 too), ``tol``/``n_iter_no_change`` stopping, early stopping on the same
 validation split, ``ConvergenceWarning`` and verbose messages.
 
+``solver="lbfgs"`` is scipy's L-BFGS-B, as scikit-learn's, on the same objective
+(data loss plus ``alpha``/2 ||W||^2 over the total sample weight) with its gradient
+from one pass of fastbp's kernels over the whole data set: from the same initial
+weights it takes scikit-learn's steps to rounding (float64: 1e-16 at the start,
+1e-13 after 20 iterations) and stops at the same optimum, with the same
+``max_iter``/``max_fun``/``tol`` options, ``ConvergenceWarning`` and ``n_iter_``/
+``loss_``. ``MLPRegressor(loss="poisson")`` trains ``Model(output="exp",
+loss="poisson")``: the half Poisson deviance summed over the outputs, as
+scikit-learn's (targets must be >= 0: a ValueError, where scikit-learn computes nan).
+
+scikit-learn's own ``neural_network/tests/test_mlp.py`` passes on these estimators
+with only its import line changed (tests/test_sklearn_upstream.py runs it). Three of
+its tests read scikit-learn-private names, which the estimators answer:
+``test_learning_rate_warmstart`` and ``test_adaptive_learning_rate`` read
+``_optimizer.learning_rate`` (the current SGD rate), ``test_gradient`` calls
+``_loss_grad_lbfgs`` (the L-BFGS objective in scikit-learn's packing); and
+``test_fit`` sets ``coefs_``, ``intercepts_`` and the other fitted attributes by hand,
+from which the estimators predict and train as scikit-learn's do.
+
 Differences from scikit-learn, all small and deliberate:
 
-- ``solver="lbfgs"`` raises ``NotImplementedError`` at fit, as does
-  ``MLPRegressor(loss="poisson")`` (fastbp has no exp output).
+- With ``early_stopping=True``, an epoch whose loss turns non-finite ends training
+  with a ``ConvergenceWarning``: as in scikit-learn the best weights are restored
+  and ``validation_scores_`` ends with nan, but scikit-learn trains its remaining
+  epochs on the nan weights first (each scoring nan), so its ``n_iter_`` is larger.
 - With ``shuffle=True`` the order of the samples comes from fastbp's own seeded
   generator (its seed drawn from ``random_state``), so trajectories differ from
   scikit-learn's; with ``shuffle=False`` they agree to rounding (float64 SGD
@@ -97,8 +118,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         The width of each hidden layer.
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
         The hidden layers' activation.
-    solver : {"sgd", "adam"}, default="adam"
-        "lbfgs" is accepted by the constructor and raises NotImplementedError at fit.
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+        "lbfgs": scipy's L-BFGS-B on the whole data set's loss and gradient (the
+        kernels' data-set pass), as scikit-learn's; "sgd" and "adam": one
+        ``Model.fit`` call per epoch.
     alpha : float, default=0.0001
         L2 penalty on the weights (not the intercepts), divided by the batch's
         total sample weight.

@@ -13,8 +13,10 @@ import numpy as np
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.codes import (
     CROSS_ENTROPY,
+    EXP,
     LEAKY_RELU,
     LEAKY_SLOPE,
+    POISSON,
     RELU,
     SIGMOID,
     SOFTMAX,
@@ -80,6 +82,8 @@ def activate(z, a, code):
         slope = a.dtype.type(LEAKY_SLOPE)
         for k in range(z.shape[0]):
             a[k] = z[k] if z[k] > 0 else slope * z[k]
+    elif code == EXP:  # the output of a Poisson regression (the log link)
+        exp_into(z, a, one)
     else:  # LINEAR
         for k in range(z.shape[0]):
             a[k] = z[k]
@@ -129,7 +133,9 @@ def losses_and_deltas(zs, acts, deltas, start, n, s0, s1, T, order, first, losse
     -sum t_k log a_k with log a_k = z_k - max(z) - log sum exp(z - max(z)), so
     that a saturated output gives a large finite loss rather than log(0); with
     sigmoid: -sum [t log a + (1 - t) log(1 - a)] with log a = -softplus(-z),
-    log(1 - a) = -softplus(z). Both cross-entropies: delta^L = a - t.
+    log(1 - a) = -softplus(z). Both cross-entropies: delta^L = a - t. poisson (exp
+    output, the half Poisson deviance): sum [t log(t / a) - t + a] with
+    log a = z and 0 log 0 = 0, delta^L = a - t.
     """
     one = deltas.dtype.type(1.0)
     if loss == CROSS_ENTROPY and output == SOFTMAX:
@@ -158,6 +164,19 @@ def losses_and_deltas(zs, acts, deltas, start, n, s0, s1, T, order, first, losse
                 sp_pos = max(zk, 0.0) + np.log1p(np.exp(-abs(zk)))  # softplus(z)
                 sp_neg = sp_pos - zk  # softplus(-z) = softplus(z) - z
                 total += T[i, k] * sp_neg + (1.0 - T[i, k]) * sp_pos
+            losses[s] = total
+            if want_delta:
+                for k in range(n):
+                    deltas[o + k] = acts[o + k] - T[i, k]
+    elif loss == POISSON:  # exp output
+        for s in range(s0, s1):
+            o, i = start + s * n, order[first + s]
+            total = 0.0
+            for k in range(n):
+                t = T[i, k]
+                total += acts[o + k] - t - t * zs[o + k]
+                if t > 0:
+                    total += t * np.log(t)
             losses[s] = total
             if want_delta:
                 for k in range(n):

@@ -4,8 +4,8 @@ Kernels never see strings: ``fastbp._codes`` maps the user's names to these
 numbers (written here once) and the API hands the kernels
 
 - ``codes``, int64 ``[hidden, output, loss]``: activation codes (SIGMOID ..
-  SOFTMAX) for the hidden layers and the output layer, and the loss (MSE,
-  CROSS_ENTROPY);
+  EXP) for the hidden layers and the output layer, and the loss (MSE,
+  CROSS_ENTROPY, POISSON);
 - ``hyper``, float64 of length N_HYPER, the optimizer's settings, indexed only by
   the slot names below (a literal index drifts when a slot is added).
 
@@ -32,9 +32,9 @@ A new optimizer takes the next code and appends its slots before N_HYPER.
 """
 
 # activations (codes[0] hidden, codes[1] output)
-SIGMOID, TANH, RELU, LEAKY_RELU, LINEAR, SOFTMAX = 0, 1, 2, 3, 4, 5
+SIGMOID, TANH, RELU, LEAKY_RELU, LINEAR, SOFTMAX, EXP = 0, 1, 2, 3, 4, 5, 6
 # losses (codes[2])
-MSE, CROSS_ENTROPY = 0, 1
+MSE, CROSS_ENTROPY, POISSON = 0, 1, 2
 # optimizers (hyper[H_OPT])
 SGD, ADAM = 0, 1
 

@@ -23,6 +23,7 @@ HEADS = [
     ("softmax", "mse"),
     ("softmax", "cross_entropy"),
     ("sigmoid", "cross_entropy"),
+    ("exp", "poisson"),
 ]
 HEAD_IDS = [f"{o}-{lo}" for o, lo in HEADS]
 
@@ -53,6 +54,8 @@ def make_problem(sizes, output, loss, n, seed=0):
         T = rng.uniform(0.1, 0.9, size=(n, n_out))
     elif output == "tanh":
         T = rng.uniform(-0.9, 0.9, size=(n, n_out))
+    elif output == "exp":  # counts, zeros included (0 log 0 = 0 in the Poisson loss)
+        T = rng.poisson(1.5, size=(n, n_out)).astype(float)
     else:
         T = rng.normal(size=(n, n_out))
     return X, T

@@ -41,6 +41,8 @@ BAD_MODELS = [
     (dict(loss="hinge"), ValueError, "loss"),
     (dict(loss="cross_entropy", output="linear"), ValueError, "cross_entropy"),
     (dict(loss="cross_entropy", output="tanh"), ValueError, "cross_entropy"),
+    (dict(loss="poisson", output="linear"), ValueError, "'poisson' and output='exp'"),
+    (dict(loss="mse", output="exp"), ValueError, "'poisson' and output='exp'"),
     (dict(output="softmax", sizes=[3, 1]), ValueError, "softmax"),
     (dict(init="glorot"), ValueError, "init"),
     (dict(init=float("nan")), ValueError, "init"),
@@ -52,6 +54,18 @@ BAD_MODELS = [
     (dict(seed=-1), ValueError, "seed"),
     (dict(seed=1.5), TypeError, "seed"),
 ]
+
+
+def test_poisson_targets_must_not_be_negative():
+    model = fastbp.Model([3, 4, 2], output="exp", loss="poisson", seed=0)
+    X = np.ones((5, 3))
+    T = np.ones((5, 2))
+    T[3, 1] = -0.5
+    before = model.params.copy()
+    with pytest.raises(ValueError, match=r"Y targets for loss='poisson' must be >= 0"):
+        model.fit(X, T)
+    assert np.array_equal(model.params, before)
+    assert model.fit(X, np.abs(T), epochs=2, batch_size=2).history["loss"][-1] >= 0
 
 
 @pytest.mark.parametrize("kwargs,error,name", BAD_MODELS,

@@ -337,6 +337,159 @@ def test_n_threads_does_not_change_results():
     assert_array_equal(fits[0].predict_proba(Xb), fits[1].predict_proba(Xb))
 
 
+# -- solver="lbfgs": scipy's L-BFGS-B on the kernels' whole-data loss and gradient ---
+
+
+@pytest.mark.parametrize("target", ["multiclass", "binary", "multilabel", "regression"])
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_lbfgs_takes_sklearns_steps(target, weighted):
+    """From the same initial weights (same random_state), float64: the same
+    objective and gradient to rounding, so L-BFGS takes the same steps. Measured:
+    the difference starts at 1e-16 and grows to 1e-13 in 20 iterations (1e-8 by 40
+    for relu, whose kinks amplify it)."""
+    weight = np.linspace(0.2, 2.0, len(X)) if weighted else None
+    theirs, ours = _fit_pair(target, sample_weight=weight, solver="lbfgs",
+                             hidden_layer_sizes=(7,), alpha=0.01, max_iter=20, random_state=3)
+    assert not hasattr(ours, "loss_curve_") and not hasattr(theirs, "loss_curve_")
+    assert ours.n_iter_ == theirs.n_iter_ == 20
+    assert_allclose(ours.loss_, theirs.loss_, rtol=1e-10)
+    for mine, sk in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                        strict=True):
+        assert_allclose(mine, sk, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("target", ["multiclass", "regression"])
+def test_lbfgs_reaches_sklearns_optimum(target):
+    """Run to convergence (gtol = tol): the same optimum to the optimizer's tolerance."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)  # both must converge
+        theirs, ours = _fit_pair(target, solver="lbfgs", hidden_layer_sizes=(6,), alpha=0.1,
+                                 max_iter=2000, tol=1e-6, random_state=1)
+    assert abs(ours.loss_ - theirs.loss_) <= 1e-6 * max(1.0, theirs.loss_)
+    if target == "regression":
+        assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-3, atol=1e-4)
+    else:
+        assert_array_equal(ours.predict(X), theirs.predict(X))
+
+
+def test_lbfgs_warns_as_sklearn_and_respects_max_fun():
+    ours, theirs = (est(solver="lbfgs", hidden_layer_sizes=(5,), max_fun=6, max_iter=500,
+                        random_state=0) for est in (MLPRegressor, sknn.MLPRegressor))
+    found = []
+    for est in (ours, theirs):
+        with pytest.warns(ConvergenceWarning) as record:
+            est.fit(X, TARGETS["regression"])
+        found.append([str(w.message) for w in record])
+    assert found[0] == found[1] and "F,G EVALUATIONS EXCEEDS LIMIT" in found[0][0]
+    assert ours.n_iter_ == theirs.n_iter_ < 500
+    with pytest.warns(ConvergenceWarning, match=r"lbfgs failed to converge after 2 "):
+        MLPClassifier(solver="lbfgs", max_iter=2, random_state=0).fit(X, TARGETS["binary"])
+
+
+def test_lbfgs_in_float32_reaches_sklearns_loss():
+    Xf = X.astype(np.float32)
+    kw = dict(solver="lbfgs", hidden_layer_sizes=(8,), max_iter=60, random_state=0)
+    ours = MLPClassifier(**kw).fit(Xf, TARGETS["multiclass"])
+    theirs = sknn.MLPClassifier(**kw).fit(Xf, TARGETS["multiclass"])
+    assert ours.coefs_[0].dtype == np.float32
+    assert_allclose(ours.loss_, theirs.loss_, rtol=0.05)
+
+
+def test_an_interrupted_lbfgs_fit_leaves_the_model_as_it_was(monkeypatch):
+    est = MLPRegressor(solver="lbfgs", hidden_layer_sizes=(4,), max_iter=5, warm_start=True,
+                       random_state=0).fit(X, X[:, 0])
+    before = [c.copy() for c in est.coefs_ + est.intercepts_]
+    calls = []
+    real = type(est._model)._pass
+
+    def interrupted(self, *args, **kwargs):
+        calls.append(1)
+        if len(calls) == 4:
+            raise KeyboardInterrupt
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(type(est._model), "_pass", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        est.fit(X, X[:, 0])
+    assert len(calls) == 4
+    for now, then in zip(est.coefs_ + est.intercepts_, before, strict=True):
+        assert_array_equal(now, then)
+
+
+COUNTS = np.random.RandomState(7).poisson(np.exp(0.5 * X[:, :2]))  # (60, 2) counts
+
+
+@pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
+def test_poisson_regression_follows_sklearn(solver):
+    """loss="poisson": an exp output with the half Poisson deviance, summed over the
+    outputs (sklearn's poisson_loss), its gradient a - t: sklearn's trajectory."""
+    kw = dict(loss="poisson", solver=solver, hidden_layer_sizes=(6,), activation="tanh",
+              learning_rate_init=0.01, alpha=1e-3, shuffle=False, max_iter=20,
+              random_state=0)
+    theirs = sknn.MLPRegressor(**kw).fit(X, COUNTS)
+    ours = MLPRegressor(**kw).fit(X, COUNTS)
+    assert ours.out_activation_ == theirs.out_activation_ == "exp"
+    assert ours._model.output == "exp" and ours._model.loss_name == "poisson"
+    assert ours.n_iter_ == theirs.n_iter_
+    for mine, sk in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                        strict=True):
+        assert_allclose(mine, sk, rtol=1e-7, atol=1e-10)
+    assert_allclose(ours.loss_, theirs.loss_, rtol=1e-8)
+    assert_allclose(ours.predict(X), theirs.predict(X), rtol=1e-7)
+    assert (ours.predict(X) > 0).all()
+
+
+def test_hand_set_coefficients_predict_and_train_as_in_sklearn():
+    """Fitted attributes set by hand on an estimator never fitted (sklearn's own
+    test_fit does this): it predicts from them, and partial_fit trains from them."""
+    def hand_set(est):
+        est.coefs_ = [np.array([[0.1, 0.2], [0.3, 0.1], [0.5, 0.0]]), np.array([[0.1], [0.2]])]
+        est.intercepts_ = [np.array([0.1, 0.1]), np.array([1.0])]
+        est.n_outputs_, est.n_layers_, est.out_activation_ = 1, 3, "logistic"
+        est.n_features_in_, est.n_iter_, est.t_ = 3, 0, 0
+        est.best_loss_, est.loss_curve_, est._no_improvement_count = np.inf, [], 0
+        est.classes_ = np.array([0, 1])
+        from sklearn.preprocessing import LabelBinarizer
+        est._label_binarizer = LabelBinarizer().fit([0, 1])
+        return est
+
+    x = np.array([[0.6, 0.8, 0.7]])
+    ours = hand_set(MLPClassifier(solver="sgd", activation="logistic", momentum=0))
+    theirs = hand_set(sknn.MLPClassifier(solver="sgd", activation="logistic", momentum=0))
+    assert_allclose(ours.predict_proba(x), theirs.predict_proba(x), rtol=1e-12)
+    kw = dict(learning_rate_init=0.1, alpha=0.1, max_iter=1, hidden_layer_sizes=2,
+              random_state=1)
+    ours = hand_set(MLPClassifier(solver="sgd", activation="logistic", momentum=0, **kw))
+    theirs = hand_set(sknn.MLPClassifier(solver="sgd", activation="logistic", momentum=0,
+                                         **kw))
+    for est in (ours, theirs):
+        est.partial_fit(x, [0], classes=[0, 1])
+    for mine, sk in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
+                        strict=True):
+        assert_allclose(mine, sk, rtol=1e-12)
+
+
+def test_a_diverging_fit_with_early_stopping_keeps_the_best_weights():
+    """As sklearn's: the loss turns non-finite, the best finite weights are kept,
+    validation_scores_ ends with nan and fit returns (sklearn then trains its
+    remaining epochs on nan weights; fastbp stops and warns)."""
+    iris_X, iris_y = load_iris(return_X_y=True)
+    est = MLPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                       learning_rate_init=1, max_iter=20, early_stopping=True,
+                       n_iter_no_change=10, random_state=0)
+    with pytest.warns(ConvergenceWarning, match="diverged in epoch"):
+        est.fit(iris_X, iris_y)
+    assert np.isnan(est.validation_scores_[-1]) and isinstance(est.validation_scores_[-1],
+                                                               float)
+    assert np.isfinite(est._model.params).all()
+    best = int(np.nanargmax(est.validation_scores_))
+    assert est.best_validation_score_ == est.validation_scores_[best]
+    assert np.isfinite(est.score(iris_X, iris_y))  # the best weights predict
+    with pytest.raises(ValueError, match="non-finite parameter weights"):  # no early stop
+        MLPRegressor(hidden_layer_sizes=100, activation="identity", solver="sgd",
+                     learning_rate_init=1, max_iter=20, random_state=0).fit(iris_X, iris_y)
+
+
 def test_convergence_warning_at_max_iter():
     with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\)"):
         MLPRegressor(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit(X, X[:, 0])
@@ -352,7 +505,6 @@ def test_convergence_warning_at_max_iter():
         (dict(n_threads=0), InvalidParameterError, "n_threads"),
         (dict(n_iter_no_change=0), InvalidParameterError, "n_iter_no_change"),
         (dict(hidden_layer_sizes=(4, 0)), ValueError, "hidden_layer_sizes must be > 0"),
-        (dict(solver="lbfgs"), NotImplementedError, "lbfgs"),
     ],
     ids=lambda v: v if isinstance(v, str) else None,
 )
@@ -363,8 +515,10 @@ def test_bad_parameters_raise_sklearn_errors(params, error, match):
 
 
 def test_other_sklearn_errors():
-    with pytest.raises(NotImplementedError, match="poisson"):
-        MLPRegressor(loss="poisson").fit(X, np.abs(X[:, 0]))
+    with pytest.raises(ValueError, match=r"loss='poisson' needs targets y >= 0"):
+        MLPRegressor(loss="poisson").fit(X, X[:, 0])
+    with pytest.raises(ValueError, match=r"loss='poisson' needs targets y >= 0"):
+        MLPRegressor(loss="poisson", solver="lbfgs").fit(X, X[:, 0])
     with pytest.raises(InvalidParameterError, match="loss"):
         MLPRegressor(loss="huber").fit(X, X[:, 0])
     with pytest.raises(NotFittedError):
@@ -412,7 +566,8 @@ def test_import_fastbp_does_not_import_sklearn():
 
 @parametrize_with_checks(
     # max_iter=100 as sklearn's own checks give its MLPs
-    [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100)],
+    [MLPClassifier(max_iter=100), MLPRegressor(max_iter=100),
+     MLPClassifier(solver="lbfgs", max_iter=100), MLPRegressor(solver="lbfgs", max_iter=100)],
 )
 def test_sklearn_estimator_checks(estimator, check):
     check(estimator)

@@ -38,6 +38,7 @@ HEADS = [  # (output, loss)
     ("softmax", "mse"),
     ("softmax", "cross_entropy"),
     ("sigmoid", "cross_entropy"),
+    ("exp", "poisson"),
 ]
 HEAD_IDS = [f"{o}+{lo}" for o, lo in HEADS]
 
@@ -51,6 +52,7 @@ ACTIVATION = {
     "leaky_relu": lambda z: F.leaky_relu(z, negative_slope=0.01),
     "linear": lambda z: z,
     "softmax": lambda z: torch.softmax(z, dim=1),
+    "exp": torch.exp,
 }
 
 
@@ -103,6 +105,11 @@ class TorchMLP(torch.nn.Module):
         z = self.logits(x)
         if self.loss_name == "mse":  # 1/2 ||a - t||^2
             return 0.5 * F.mse_loss(ACTIVATION[self.output](z), t, reduction="sum") / n
+        if self.loss_name == "poisson":  # sum_k [t_k log(t_k / a_k) - t_k + a_k]:
+            # torch's exp(z) - t z, plus the constant t log t - t it leaves out
+            constant = torch.special.xlogy(t, t) - t
+            return (F.poisson_nll_loss(z, t, log_input=True, full=False, reduction="sum")
+                    + constant.sum()) / n
         if self.output == "softmax":  # -sum_k t_k log a_k
             return F.cross_entropy(z, t, reduction="sum") / n
         # -sum_k [t_k log a_k + (1 - t_k) log(1 - a_k)]
