@@ -540,6 +540,20 @@ def test_other_sklearn_errors():
         fitted.set_params(warm_start=True, hidden_layer_sizes=(4,)).fit(X, X[:, 0])
 
 
+def test_the_dropin_table_times_both_for_each_solver_and_dtype():
+    from fastbp.bench import dropin
+
+    rows = dropin.compare("digits", solvers=("lbfgs", "adam"), dtypes=("float32",),
+                          repeats=1, max_iter=3)
+    assert [(r["solver"], r["name"]) for r in rows] == [
+        ("lbfgs", "scikit-learn"), ("lbfgs", "fastbp"), ("adam", "scikit-learn"),
+        ("adam", "fastbp")]
+    assert all(r["seconds"] > 0 and 0 <= r["accuracy"] <= 1 for r in rows)
+    assert rows[0]["n_iter"] == rows[1]["n_iter"] == 3
+    lines = dropin.table(rows).splitlines()
+    assert len(lines) == 4 and lines[2].startswith("| lbfgs | float32 |")
+
+
 def test_compare_digits_runs_both_and_formats_a_table():
     rows = bench_digits.compare_digits(random_states=(0,), repeats=1, max_iter=2,
                                        dtypes=("float32",), hidden_layer_sizes=(16,),
