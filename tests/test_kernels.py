@@ -79,6 +79,34 @@ def test_training_trajectory_matches_reference(case, batch_size, dtype):
     np.testing.assert_allclose(model.params, expected, **tol)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("path", ["online", "partial", "full", "parts-parallel"])
+@pytest.mark.parametrize("head", HEADS, ids=HEAD_IDS)
+def test_every_head_trains_like_the_reference_on_every_path(head, path, dtype, monkeypatch):
+    """Every output/loss pair through the fused online step (batch 1), mini-batches
+    serial (a partial last batch, one full batch) and batches split into parts on
+    threads: fit == reference.train."""
+    from fastbp import _threads as policy
+
+    batch_size = {"online": 1, "partial": 3, "full": 10, "parts-parallel": 4}[path]
+    if path == "parts-parallel":  # 3 parts, in a parallel region even on a busy machine
+        monkeypatch.setattr(policy, "SERIAL_PARTS", 3)
+        monkeypatch.setattr(policy, "PARALLEL_MIN_FLOPS", 0)
+        monkeypatch.setattr(policy, "held_up", lambda: False)
+    output, loss = head
+    sizes = [3, 6, 4] if output != "sigmoid" or loss != "cross_entropy" else [3, 6, 1]
+    X, T = make_problem(sizes, output, loss, 10, seed=4)
+    X = X.astype(dtype)
+    model = make_model(sizes, "tanh", output, loss, dtype)
+    p0 = model.params.astype(np.float64)
+    case = dict(optimizer="sgd", lr=0.05, momentum=0.9)
+    model.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, **case)
+    expected = reference.train(p0, sizes, True, X.astype(np.float64), T, [np.arange(10)] * 2,
+                               batch_size, "tanh", output, loss, **case)
+    tol = TOL["float64"] if dtype == "float64" else dict(rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(model.params, expected, **tol)
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_batches_split_into_parts_train_like_the_reference(optimizer, bias, monkeypatch):
