@@ -366,6 +366,48 @@ def test_no_shuffle_option_reaches_the_run(capsys, keep_threads):
     assert "no framework shuffles (every epoch in sample order)" in out
 
 
+@pytest.mark.parametrize("name", ["fastbp", "numpy", "torch", "jax"])
+def test_float64_peers_train_in_float64_like_fastbp(name):
+    """``--dtype float64``: the same values as the float32 problem, every peer's
+    arrays in float64, and one epoch in sample order equals Model.fit in float64 to
+    rounding (float32 arithmetic would miss 1e-10)."""
+    if name in ("torch", "jax"):
+        pytest.importorskip(name)
+    sizes, batch = (12, 8, 3), 5
+    single = peers.make_problem(sizes, "sigmoid", "linear", "mse", 20, lr=0.5, shuffle=False)
+    problem = peers.make_problem(sizes, "sigmoid", "linear", "mse", 20, lr=0.5, shuffle=False,
+                                 dtype="float64")
+    assert problem.X.dtype == problem.Ws[0].dtype == np.float64
+    np.testing.assert_array_equal(problem.X, single.X.astype(np.float64))
+    peer = peers.PEERS[name]()
+    peer.setup(problem, batch, None)
+    peer.run_epoch()
+    if name == "fastbp":
+        got = [*peer.model.weights, *peer.model.biases]
+    elif name == "numpy":
+        got = [*peer.Ws, *peer.bs]
+    elif name == "torch":
+        got = [p.detach().numpy() for p in peer.net.parameters()]
+        got = [got[0], got[2], got[1], got[3]]
+    else:
+        got = [np.asarray(w) for w, _ in peer.params] + [np.asarray(b) for _, b in peer.params]
+    assert all(g.dtype == np.float64 for g in got)
+    model = fastbp.Model(sizes, hidden="sigmoid", output="linear", loss="mse", seed=0,
+                         dtype="float64")
+    for W, b, W0, b0 in zip(model.weights, model.biases, problem.Ws, problem.bs, strict=True):
+        W[...], b[...] = W0, b0
+    model.fit(problem.X, problem.T, batch_size=batch, lr=0.5, shuffle=False)
+    for g, want in zip(got, [*model.weights, *model.biases], strict=True):
+        np.testing.assert_allclose(g, want, rtol=1e-10, atol=1e-12)
+
+
+def test_dtype_option_reaches_the_run(capsys, keep_threads):
+    status, out, _ = run(capsys, "--quick", "--in-process", "--peers", "numpy",
+                         "--batch-sizes", "16", "--dtype", "float64")
+    assert status == 0
+    assert "float64, plain SGD" in out and "GEMM peak (float64 np.dot" in out
+
+
 def test_peers_copy_the_shared_initial_weights():
     problem = peers.make_problem((6, 5, 3), "sigmoid", "linear", "mse", 8)
     peer = peers.Fastbp()

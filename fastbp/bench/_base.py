@@ -15,10 +15,11 @@ class Unavailable(Exception):
 class Problem:
     """One training problem, identical for every framework.
 
-    X (n, n_in) float32; T (n, n_out) float32 targets (one-hot for classifiers);
-    y (n,) int64 class labels or None; Ws[l] (n_(l+1), n_l) and bs[l] float32
-    initial parameters, which ``setup`` copies (never modifies). ``shuffle``: each
-    epoch visits the samples in a new random order (else in order, every epoch).
+    X (n, n_in) and T (n, n_out) targets (one-hot for classifiers) in ``dtype``
+    ("float32" or "float64"); y (n,) int64 class labels or None; Ws[l]
+    (n_(l+1), n_l) and bs[l] initial parameters in ``dtype``, which ``setup``
+    copies (never modifies). ``shuffle``: each epoch visits the samples in a new
+    random order (else in order, every epoch).
     """
 
     sizes: tuple
@@ -32,6 +33,7 @@ class Problem:
     bs: list
     lr: float
     shuffle: bool = True
+    dtype: str = "float32"
 
     @property
     def classifier(self):
@@ -52,12 +54,15 @@ class Problem:
             self.bs,
             self.lr,
             self.shuffle,
+            self.dtype,
         )
 
 
-def make_problem(sizes, hidden, output, loss, n, lr=0.01, seed=0, shuffle=True):
+def make_problem(sizes, hidden, output, loss, n, lr=0.01, seed=0, shuffle=True,
+                 dtype="float32"):
     """Seeded data and initial parameters: X ~ N(0, 1); one-hot targets of uniform
-    labels for a softmax output, else T ~ U(0, 1); Glorot-uniform W, zero b."""
+    labels for a softmax output, else T ~ U(0, 1); Glorot-uniform W, zero b. Drawn
+    in float32, then stored in ``dtype``: the float64 problem holds the same values."""
     rng = np.random.default_rng(seed)
     X = rng.standard_normal((n, sizes[0]), dtype=np.float32)
     if output == "softmax":
@@ -70,7 +75,10 @@ def make_problem(sizes, hidden, output, loss, n, lr=0.01, seed=0, shuffle=True):
         limit = np.sqrt(6.0 / (n_in + n_out))
         Ws.append(rng.uniform(-limit, limit, size=(n_out, n_in)).astype(np.float32))
         bs.append(np.zeros(n_out, dtype=np.float32))
-    return Problem(tuple(sizes), hidden, output, loss, X, T, y, Ws, bs, float(lr), shuffle)
+    X, T = X.astype(dtype), T.astype(dtype)
+    Ws, bs = [W.astype(dtype) for W in Ws], [b.astype(dtype) for b in bs]
+    return Problem(tuple(sizes), hidden, output, loss, X, T, y, Ws, bs, float(lr), shuffle,
+                   dtype)
 
 
 def _check_head(problem, outputs=("linear", "sigmoid", "softmax")):

@@ -103,6 +103,8 @@ class Fann(Peer):
     def unsupported(self, problem, batch):
         if batch != 1:
             return "FANN trains online (batch 1) only"
+        if problem.dtype != "float32":
+            return "FANN's fann_type is float (float32 only)"
         return None
 
     def setup(self, problem, batch, threads):

@@ -4,8 +4,8 @@
     fastbp bench --cases S --threads 1 --peers torch,numpy
     fastbp bench --json > b.json     # a record per case x batch x threads x framework
 
-The grid (float32, plain SGD, lr 0.01; every framework shuffles once per epoch, or none
-with --no-shuffle):
+The grid (float32, or float64 with --dtype; plain SGD, lr 0.01; every framework
+shuffles once per epoch, or none with --no-shuffle):
 
     S  64-32-10           sigmoid / linear  / mse            batch 1, 16, 128
     M  784-256-128-10     relu    / softmax / cross_entropy  batch 1, 32, 256
@@ -15,7 +15,7 @@ Throughput is training samples per second over an epoch: the median over
 ``--repeats`` epochs, after one untimed warm-up epoch (the JIT compile). FLOPs per
 sample count 2 per weight for the forward pass, 2 for the weight gradient and 2
 for propagating delta, which the first layer skips; biases and activations are
-not counted. GFLOP/s is compared with the float32 GEMM peak (np.dot of two
+not counted. GFLOP/s is compared with the GEMM peak in the same dtype (np.dot of two
 square matrices on the BLAS NumPy uses, best of 5) measured at the end of every
 worker; the peak of a thread count is the best of its workers. Unless --samples
 is given, a short probe epoch sizes each framework's epoch to --epoch-seconds.
@@ -127,7 +127,8 @@ def _run(settings, in_process):
     # fmt: off
     return {
         "machine": machine_info(),
-        "settings": {**settings, "lr": LR, "dtype": "float32", "optimizer": "sgd",
+        "settings": {**settings, "lr": LR, "dtype": settings.get("dtype", "float32"),
+                     "optimizer": "sgd",
                      "in_process": in_process,
                      "timing": "median of repeats after one untimed warm-up epoch" + (
                          "" if in_process else "; the timed epochs of every framework "

@@ -110,7 +110,7 @@ def add_arguments(p, worker=False):
                    f"{', '.join(PEER_NAMES)}, 'all' or 'none'; missing ones are "
                    "reported as skipped (default: all)")
     p.add_argument("--gemm-size", type=_positive_int, metavar="N",
-                   help="size of the square float32 matrices of the GEMM peak "
+                   help="size of the square matrices of the GEMM peak "
                    "(default: 2048)")
     p.add_argument("--json", action="store_true",
                    help="print the results as JSON instead of tables (default: tables)")
@@ -123,6 +123,10 @@ def add_arguments(p, worker=False):
     p.add_argument("--busy", type=int, default=0, metavar="N",
                    help="keep N other processes spinning on the CPUs for the whole run, "
                    "to measure every framework on a busy machine (default: 0)")
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32",
+                   help="the data and parameters of every framework (FANN: float32 only; "
+                   "JAX with jax_enable_x64 for float64); the GEMM peak is measured in "
+                   "the same dtype (default: %(default)s)")
     p.add_argument("--no-shuffle", action="store_true",
                    help="every framework visits the samples in order in every epoch, "
                    "instead of shuffling each epoch (default: off)")
@@ -146,6 +150,7 @@ def _settings(args):
         raise ValueError(f"--busy: a count of processes >= 0, got {args.busy}")
     s["busy"] = getattr(args, "busy", 0)
     s["shuffle"] = not getattr(args, "no_shuffle", False)
+    s["dtype"] = getattr(args, "dtype", "float32")
     cpus = os.cpu_count() or 1
     counts = sorted({min(n, cpus) for n in s["thread_counts"]})
     if counts != sorted(set(s["thread_counts"])) and not getattr(args, "worker", False):
@@ -175,14 +180,14 @@ def _grid(settings):
 
 
 DESCRIPTION = (
-    "Measure training throughput (samples/s over an epoch, float32, plain SGD) of "
+    "Measure training throughput (samples/s over an epoch, float32 or float64, plain SGD) of "
     "fastbp and its installed peers (PyTorch eager, JAX with the epoch jitted through "
     "lax.scan, NumPy on its BLAS, scikit-learn's MLP, the C library FANN) on the grid "
     "S = 64-32-10 sigmoid/linear/mse at batch 1, 16, 128; M = 784-256-128-10 "
     "relu/softmax/cross-entropy at batch 1, 32, 256; L = 784-1024-1024-10 relu/softmax/"
     "cross-entropy at batch 256; at 1 and 2 threads. Reports GFLOP/s (2 FLOPs per "
     "weight forward, 2 for its gradient, 2 for propagating delta, except into the "
-    "input layer) and the percentage of the float32 GEMM peak (np.dot) measured in "
+    "input layer) and the percentage of the GEMM peak (np.dot, same dtype) measured in "
     "the same run at the same thread count, and the ratio of each framework's "
     "samples/s to the fastest peer's (fastbp excluded). Each (framework, thread "
     "count) runs in a fresh worker process pinned to that many CPUs, so that its "

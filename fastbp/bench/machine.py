@@ -14,11 +14,11 @@ from fastbp._version import __version__
 __all__ = ["gemm_gflops", "machine_info"]
 
 
-def gemm_gflops(n=2048, repeats=5):
-    """Best float32 GEMM rate of np.dot on (n, n) matrices, in GFLOP/s."""
+def gemm_gflops(n=2048, repeats=5, dtype="float32"):
+    """Best GEMM rate of np.dot on (n, n) ``dtype`` matrices, in GFLOP/s."""
     rng = np.random.default_rng(0)
-    A = rng.standard_normal((n, n), dtype=np.float32)
-    B = rng.standard_normal((n, n), dtype=np.float32)
+    A = rng.standard_normal((n, n)).astype(dtype)
+    B = rng.standard_normal((n, n)).astype(dtype)
     C = np.empty_like(A)
     np.dot(A, B, out=C)  # warm-up: BLAS threads start
     best = float("inf")

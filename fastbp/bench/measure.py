@@ -69,7 +69,8 @@ class _Measurement:
         cap = c.max_samples if settings["samples"] is None else settings["samples"]
         cap = max(batch, cap // batch * batch)
         problem = peers.make_problem(c.sizes, c.hidden, c.output, c.loss, cap, LR,
-                                     shuffle=settings.get("shuffle", True))
+                                     shuffle=settings.get("shuffle", True),
+                                     dtype=settings.get("dtype", "float32"))
         reason = peer.unsupported(problem, batch)
         if reason:
             return {**self.rec, "status": "skipped", "reason": reason}
@@ -167,7 +168,8 @@ def run_framework(name, threads, settings):
             rec = _record(case.name, batch, threads, name, status="error", reason=why)
         out["records"].append(rec)
     # after the timings: OpenBLAS threads spin for a while after a GEMM
-    out["gemm_gflops"] = gemm_gflops(settings["gemm_size"])
+    out["gemm_gflops"] = gemm_gflops(settings["gemm_size"],
+                                      dtype=settings.get("dtype", "float32"))
     out["status"] = "ok"
     if hasattr(os, "sched_getaffinity"):
         out["cpus"] = sorted(os.sched_getaffinity(0))

@@ -1,7 +1,8 @@
 """The frameworks ``fastbp bench`` (and the asv suite) time, behind one interface.
 
 Every framework trains the same problem (:func:`make_problem`: seeded float32
-data, Glorot-uniform weights with zero biases, copied into each framework) with
+or float64 data (``fastbp bench --dtype``), Glorot-uniform weights with zero
+biases, copied into each framework) with
 plain SGD, and every one of them shuffles the samples once per epoch, inside the
 timed epoch (unless the problem says ``shuffle=False``: then every epoch visits
 them in order):
@@ -58,7 +59,7 @@ class Fastbp(Peer):
             output=p.output,
             loss=p.loss,
             init="xavier",
-            dtype="float32",
+            dtype=p.dtype,
             seed=0,
         )
         for W, b, W0, b0 in zip(
@@ -119,7 +120,7 @@ class Torch(Peer):
         }[problem.hidden]
         layers = []
         for l, (W, b) in enumerate(zip(problem.Ws, problem.bs, strict=True)):
-            lin = nn.Linear(W.shape[1], W.shape[0])
+            lin = nn.Linear(W.shape[1], W.shape[0], dtype=getattr(torch, problem.dtype))
             with torch.no_grad():
                 lin.weight.copy_(torch.from_numpy(W))
                 lin.bias.copy_(torch.from_numpy(b))
@@ -177,6 +178,9 @@ class Jax(Peer):
 
     def setup(self, problem, batch, threads):
         import jax
+
+        if problem.dtype == "float64":  # else JAX keeps float32 and casts the data down
+            jax.config.update("jax_enable_x64", True)
         import jax.numpy as jnp
 
         hidden = {
@@ -265,7 +269,7 @@ class Numpy(Peer):
         self.Ws = [W.copy() for W in problem.Ws]
         self.bs = [b.copy() for b in problem.bs]
         self.X, self.T, self.batch = problem.X, problem.T, batch
-        self.lr = np.float32(problem.lr)
+        self.lr = np.dtype(problem.dtype).type(problem.lr)
         self.hidden, self.output = problem.hidden, problem.output
         self.rng = np.random.default_rng(0)
         self.shuffle = problem.shuffle
@@ -294,7 +298,7 @@ class Numpy(Peer):
                 delta = (out - T[i : i + B]) * out * (1 - out)
             else:  # linear + mse
                 delta = out - T[i : i + B]
-            delta *= np.float32(1.0 / len(delta))  # batch mean
+            delta *= delta.dtype.type(1.0 / len(delta))  # batch mean
             for l in reversed(range(L)):
                 dW = delta.T @ a[l]  # dC/dW^l = delta^l (a^(l-1))^T, summed
                 db = delta.sum(axis=0)

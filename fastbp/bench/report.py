@@ -100,14 +100,16 @@ def format_report(result):
         f"fastbp bench: {m['cpu_model']}, {m['cores']} CPUs; python {m['python']}, "
         f"numpy {m['numpy']} ({m['blas']}), numba {m['numba']}, fastbp {m['fastbp']}; "
         f"{m['date']}",
-        f"float32, plain SGD lr {s['lr']}, median of {s['repeats']} epoch(s) after a "
+        f"{s.get('dtype', 'float32')}, plain SGD lr {s['lr']}, median of {s['repeats']} "
+        "epoch(s) after a "
         "warm-up epoch; "
         + ("every framework shuffles each epoch" if s.get("shuffle", True)
            else "no framework shuffles (every epoch in sample order)")
         + ("" if s.get("in_process") else "; the frameworks' epochs take turns")
         + (f"; {s['busy']} other process(es) spinning on the CPUs throughout"
            if s.get("busy") else ""),
-        f"GEMM peak (float32 np.dot, {s['gemm_size']}x{s['gemm_size']}): {peaks}",
+        f"GEMM peak ({s.get('dtype', 'float32')} np.dot, {s['gemm_size']}x{s['gemm_size']}): "
+        f"{peaks}",
         f"FLOPs per sample: {flops}",
         "",
     ]

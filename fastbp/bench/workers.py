@@ -80,7 +80,8 @@ def serve(name, threads, settings, stdin=None, stdout=None):
                 reply = {"cores": host_cores(threads)}
             elif op == "gemm":
                 # after the timings: OpenBLAS threads spin for a while after a GEMM
-                reply = {"gemm_gflops": gemm_gflops(settings["gemm_size"])}
+                reply = {"gemm_gflops": gemm_gflops(settings["gemm_size"],
+                                                   dtype=settings.get("dtype", "float32"))}
                 if hasattr(os, "sched_getaffinity"):
                     reply["cpus"] = sorted(os.sched_getaffinity(0))
             else:
@@ -114,6 +115,7 @@ class _Worker:
             cmd += ["--samples", str(settings["samples"])]
         if not settings.get("shuffle", True):
             cmd += ["--no-shuffle"]
+        cmd += ["--dtype", settings.get("dtype", "float32")]
         self.stderr = tempfile.TemporaryFile(mode="w+")
         self.proc = subprocess.Popen(
             cmd, env=_worker_env(threads), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
