@@ -194,7 +194,7 @@ class _Loop:
         self.weights = np.zeros(0, dtype=model.dtype) if weights is None else weights
         self.kernel = _epoch_kernel(model, batch_size, self.n)
         self.parallel = _threads.parallel(min(batch_size, self.n), model.sizes)
-        self.hyper = model._optimizer.settings.hyper(lr)
+        self.hyper = model._kernel_hyper(model._optimizer.settings.hyper(lr))
         # The first call's size, before any is measured: FLOPs at a modest rate, plus
         # the update of every parameter (Adam's sqrt and division: 1.4 ms a sample for
         # 300,000 parameters at batch 1, measured, against 52 us for SGD).

@@ -63,7 +63,7 @@ import numpy as np
 from fastbp import _buffers, _threads, _training, optim
 from fastbp import _validation as v
 from fastbp.kernels import update as kupdate
-from fastbp.kernels.codes import H_L2, H_LR, H_WD, N_HYPER
+from fastbp.kernels.codes import H_L2, H_LR, H_WD
 from fastbp.kernels.layout import BOFF, WOFF
 from fastbp.kernels.train import GRADIENTS
 
@@ -316,7 +316,7 @@ class _Replicated(_training._Loop):
         self._scratch, self._pool, self._owned = {}, [], []
         self.comm_seconds = 0.0
         self._grads = _buffers.line_aligned_zeros(model.params.size, model.dtype)
-        self._no_hyper = np.zeros(N_HYPER)
+        self._no_hyper = model._kernel_hyper()
 
     def warm_up(self):
         """Loads or compiles the kernels: rank 0 first, then the others from the

@@ -181,6 +181,14 @@ class Model:
             f"loss={self.loss_name!r}, bias={self.bias}, dtype={self.dtype.name!r})"
         )
 
+    def _kernel_hyper(self, hyper=None):
+        """The kernels' settings array (fastbp.kernels.codes) for a call on this model:
+        ``hyper`` (an optimizer's, from optim.Settings.hyper; None: zeros, a call that
+        trains nothing) with the model's own slots filled in. Every region and online
+        call gets its ``hyper`` from here."""
+        hyper = np.zeros(N_HYPER) if hyper is None else hyper
+        return hyper
+
     # -- conversion at the boundary -------------------------------------------
 
     def _X(self, X, name="X", allow_1d=False):
@@ -209,7 +217,7 @@ class Model:
                            for _ in range(2))
         total = _threads.run_region(
             _threads.parallel(rows, self.sizes), GRADIENTS if want_grads else PASS, want_loss,
-            self.params, empty, empty, self._layout, self._codes, np.zeros(N_HYPER), 0, Xc, T,
+            self.params, empty, empty, self._layout, self._codes, self._kernel_hyper(), 0, Xc, T,
             order, empty if weights is None else weights, rows,
             *_buffers.batch_scratch(self.params, self._layout, rows, self.dtype), grads, sums,
             out)
