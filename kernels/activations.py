@@ -117,7 +117,7 @@ def scale_by_derivative(z, a, delta, code):
 
 @jit_serial
 def losses_and_deltas(zs, acts, deltas, start, n, s0, s1, T, order, first, losses, want_delta,
-                      output, loss):
+                      output, loss, huber):
     """Per-sample losses (into losses[s]) and, with ``want_delta``, delta^L of the
     samples s0 <= s < s1 whose outputs are zs/acts[start + s n : start + (s + 1) n]
     (delta^L likewise in ``deltas``); sample s's target is the row order[first + s]

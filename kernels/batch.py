@@ -35,7 +35,7 @@ from numba import uint64
 
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import activate, losses_and_deltas, scale_by_derivative
-from fastbp.kernels.codes import H_L2, H_LR, H_WD, SOFTMAX
+from fastbp.kernels.codes import H_HUBER, H_L2, H_LR, H_WD, SOFTMAX
 from fastbp.kernels.intrinsics import prefetch
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
@@ -79,7 +79,7 @@ def _layer(buf, layout, rows, l, n):
 
 
 @jit_serial
-def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts):
+def _gather_part(c, parts, layout, hyper, X, T, order, first, n, rows, acts, cuts):
     """Rows order[first + s] of X into a^0 for the samples s of part c; their rows
     of T are asked for too (read later, by the loss)."""
     s0, s1 = _bounds(c, n, parts, cuts)
@@ -103,7 +103,8 @@ def _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts):
 
 
 @jit_serial
-def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts):
+def _first_layer_part(c, parts, params, layout, codes, hyper, order, first, n, rows, acts, zs,
+                      cuts):
     """z^1 and a^1 = s(z^1) of the hidden units of part c, for every sample.
 
     Split by units, not samples: part c reads only its rows of W^1, the rows it
@@ -134,7 +135,7 @@ def _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs, cuts):
 
 
 @jit_serial
-def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, rows,
+def _samples_part(c, parts, params, layout, codes, hyper, T, order, weights, first, n, rows,
                   acts, zs, deltas, losses, want_loss, want_delta, from_layer, cuts):
     """Layers ``from_layer``..L forward, the loss, delta^L and the delta recursion
     down to layer 1, for the samples of part c (a^(from_layer - 1) is ready)."""
@@ -167,7 +168,7 @@ def _samples_part(c, parts, params, layout, codes, T, order, weights, first, n, 
     n_out = layout[SIZE, n_layers]
     start = rows * layout[UNIT, n_layers]
     losses_and_deltas(zs, acts, deltas, start, n_out, s0, s1, T, order, first, losses,
-                      want_delta, codes[1], codes[2])
+                      want_delta, codes[1], codes[2], hyper[H_HUBER])
     if weights.shape[0] > 0:  # each sample's share of the weighted sums: w loss, w delta
         for s in range(s0, s1):
             w = weights[order[first + s]]

@@ -76,7 +76,7 @@ from fastbp.kernels.batch import (
     _rows_part,
     _samples_part,
 )
-from fastbp.kernels.codes import H_L2, H_WD
+from fastbp.kernels.codes import H_HUBER, H_L2, H_WD
 from fastbp.kernels.forward import forward_sample
 from fastbp.kernels.intrinsics import (
     claim,
@@ -132,7 +132,7 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
         prefetch(T, upcoming, 0)
         forward_sample(params, layout, codes, a, z)
         losses_and_deltas(z, a, delta, out_start, n_out, 0, 1, T, order, k, loss, True, codes[1],
-                          codes[2])
+                          codes[2], hyper[H_HUBER])
         weight = 1.0
         if weighted:
             weight = float(weights[idx])
@@ -256,12 +256,13 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
                     # each level cost seconds of a first fit's compile.
                     part = c
                     if phase == GATHER:
-                        _gather_part(c, parts, layout, X, T, order, first, n, rows, acts, cuts)
+                        _gather_part(c, parts, layout, hyper, X, T, order, first, n, rows, acts,
+                                     cuts)
                     elif phase == FIRST:
-                        _first_layer_part(c, parts, params, layout, codes, n, rows, acts, zs,
-                                          cuts)
+                        _first_layer_part(c, parts, params, layout, codes, hyper, order, first, n,
+                                          rows, acts, zs, cuts)
                     elif phase == SAMPLES:
-                        _samples_part(c, parts, params, layout, codes, T, order, weights,
+                        _samples_part(c, parts, params, layout, codes, hyper, T, order, weights,
                                       first, n, rows, acts, zs, deltas, losses, want_loss,
                                       want_delta, 2 if n_layers > 1 else 1, cuts)
                         if mode != TRAIN:  # this part's outputs (samples s0 .. s1)
