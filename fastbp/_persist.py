@@ -139,7 +139,9 @@ def load(cls, path):
         raise ValueError(f"{path} holds an invalid model configuration: {exc}") from None
     for name in ("params", "buf1", "buf2"):
         arr = arrays[name]
-        if arr.shape != model.params.shape or arr.dtype != model.dtype:
+        # buf2 is twice as long for centered RMSprop (State.from_file checks which)
+        shapes = [model.params.shape] + [(2 * model.params.size,)] * (name == "buf2")
+        if arr.shape not in shapes or arr.dtype != model.dtype:
             raise ValueError(f"{path}: {name} has shape {arr.shape} and dtype {arr.dtype}, "
                              f"expected {model.params.shape} {model.dtype}")
     model.params[...] = arrays["params"]

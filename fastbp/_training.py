@@ -151,11 +151,12 @@ def validation_split(model, T, fraction):
 # -- the epochs ---------------------------------------------------------------------
 
 
-def _epoch_kernel(model, batch_size, n):
+def _epoch_kernel(model, batch_size, n, online):
     """``run(head, order, weights, parallel, start)``: this batch size's epoch kernel
-    (see fastbp.kernels.train) with its scratch buffers bound; ``head`` holds its
-    first arguments, params .. T; the loss sum goes on from ``start``."""
-    if batch_size == 1:
+    (see fastbp.kernels.train; ``online``: batch size 1's fused one) with its scratch
+    buffers bound; ``head`` holds its first arguments, params .. T; the loss sum
+    goes on from ``start``."""
+    if online:
         scratch = _buffers.online_scratch(model._layout, model.dtype)
 
         def run(head, order, weights, parallel, start):  # serial: no parallel, no parts
@@ -192,13 +193,17 @@ class _Loop:
         self.total_weight = (self.n if weights is None else float(
             (weights if rows is None else weights[rows]).sum(dtype=np.float64)))
         self.weights = np.zeros(0, dtype=model.dtype) if weights is None else weights
-        self.kernel = _epoch_kernel(model, batch_size, self.n)
+        settings = model._optimizer.settings
+        # Clipping needs the whole gradient before the step: not the online kernel,
+        # which updates each layer as the delta recursion leaves it.
+        self.online = batch_size == 1 and not (settings.clip_norm or settings.clip_value)
+        self.kernel = _epoch_kernel(model, batch_size, self.n, self.online)
         self.parallel = _threads.parallel(min(batch_size, self.n), model.sizes)
         self.hyper = model._kernel_hyper(model._optimizer.settings.hyper(lr))
         # The first call's size, before any is measured: FLOPs at a modest rate, plus
         # the update of every parameter (Adam's sqrt and division: 1.4 ms a sample for
         # 300,000 parameters at batch 1, measured, against 52 us for SGD).
-        update = (5e-9 if model._optimizer.settings.kind == "adam" else 1e-9) * model.params.size
+        update = (1e-9 if model._optimizer.settings.kind == "sgd" else 5e-9) * model.params.size
         self.batches_per_second = 1.0 / (
             6.0 * model.params.size * batch_size / _FIRST_GUESS_FLOPS + update)
 
@@ -215,7 +220,7 @@ class _Loop:
         process and kind of kernel: an empty parallel region costs a time slice
         (~8 ms) on a busy machine, and the drop-in calls fit once per epoch."""
         start = time.perf_counter()
-        kind = (self.batch_size == 1, self.parallel, self.model.dtype)
+        kind = (self.online, self.parallel, self.model.dtype)
         if kind not in _WARM:
             if self.parallel:
                 _threads.held_up()  # checked here, outside the timing (answer reused)

@@ -63,7 +63,7 @@ import numpy as np
 from fastbp import _buffers, _threads, _training, optim
 from fastbp import _validation as v
 from fastbp.kernels import update as kupdate
-from fastbp.kernels.codes import H_L2, H_LR, H_WD
+from fastbp.kernels.codes import H_L2, H_LR
 from fastbp.kernels.layout import BOFF, WOFF
 from fastbp.kernels.train import GRADIENTS
 
@@ -148,11 +148,12 @@ def _checksum(params):
 
 def fit(model, X, Y, *, comm=None, sync="deterministic", ranks=None, groups=16,
         average_every=8, warmup_epochs=0, average_state=False, epochs=1, batch_size=32,
-        lr=0.1, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=0.0,
+        lr=0.1, optimizer="sgd", momentum=0.0, nesterov=False, weight_decay=None,
         shuffle=True, validation_data=None, progress=False, callbacks=None,
         lr_schedule=None, validation_split=None, n_threads=None, sample_weight=None,
         class_weight=None, l2=0.0, betas=optim.ADAM_BETAS, eps=optim.ADAM_EPS,
-        eps_mode="torch"):
+        eps_mode="torch", alpha=optim.RMSPROP_ALPHA, centered=False, clip_norm=None,
+        clip_value=None):
     """``model.fit`` on the ranks of ``comm``, data-parallel (see the module doc).
 
     Every rank calls it with the same arguments and the same X, Y. Returns the
@@ -194,8 +195,10 @@ def fit(model, X, Y, *, comm=None, sync="deterministic", ranks=None, groups=16,
     n_threads : int, optional
         numba threads per rank (default: the host's usable cores divided by the
         ranks on that host, so that ranks x threads never exceed its cores).
-    sample_weight, class_weight, l2, betas, eps, eps_mode : see fit
+    sample_weight, class_weight, l2, betas, eps, eps_mode, alpha, centered : see fit
         As for :meth:`fastbp.Model.fit`.
+    clip_norm, clip_value : see fit
+        As for :meth:`fastbp.Model.fit`: the global batch's gradient is clipped.
     """
     MPI = _mpi()
     comm = MPI.COMM_WORLD if comm is None else comm
@@ -224,7 +227,8 @@ def fit(model, X, Y, *, comm=None, sync="deterministic", ranks=None, groups=16,
             shuffle=shuffle, validation_data=validation_data, progress=progress and rank == 0,
             callbacks=callbacks, lr_schedule=lr_schedule, validation_split=validation_split,
             n_threads=n_threads, sample_weight=sample_weight, class_weight=class_weight,
-            l2=l2, betas=betas, eps=eps, eps_mode=eps_mode)
+            l2=l2, betas=betas, eps=eps, eps_mode=eps_mode, alpha=alpha, centered=centered,
+            clip_norm=clip_norm, clip_value=clip_value)
         return options, plan, str(getattr(X, "dtype", type(X).__name__))
 
     options, plan, x_dtype = _on_every_rank(comm, checked)
@@ -397,20 +401,22 @@ class _Replicated(_training._Loop):
         """The optimizer step with gradient grad / count: the L2 penalty l2 W / count
         on the weights only, as the mini-batch kernel (kernels/batch.py)."""
         model, opt, hyper = self.model, self.model._optimizer, self.hyper
-        wd, l2 = hyper[H_WD], hyper[H_L2]
-        spans = [(0, model.params.size, wd)]
-        if l2 != 0.0:
+        l2 = hyper[H_L2]
+        spans = [(0, model.params.size, 0.0)]
+        if kupdate.clipping(hyper):  # as the region's CLIP phase: L2 folded in, then clip
+            kupdate.clip_sums(model.params, grad, count, hyper, model._layout)
+        elif l2 != 0.0:
             spans = []
             for l in range(1, len(model.sizes)):
                 w_off = model._layout[WOFF, l]
                 spans.append((w_off, w_off + model.sizes[l] * model.sizes[l - 1],
-                              wd + l2 / count))
+                              l2 / count))
                 if model.bias:
                     b_off = model._layout[BOFF, l]
-                    spans.append((b_off, b_off + model.sizes[l], wd))
-        for k0, k1, decay in spans:
+                    spans.append((b_off, b_off + model.sizes[l], 0.0))
+        for k0, k1, l2_decay in spans:
             kupdate.update_range(model.params, grad, count, opt.buf1, opt.buf2, hyper,
-                                 opt.step, decay, k0, k1)
+                                 opt.step, l2_decay, k0, k1)
 
     def _group_sums(self, rows, into=None):
         """(loss sum, gradient sum) over the samples ``rows``: one region call,

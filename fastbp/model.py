@@ -317,16 +317,17 @@ class Model:
     # -- training ---------------------------------------------------------------
 
     def fit(self, X, Y, *, epochs=1, batch_size=1, lr=0.1, optimizer="sgd",
-            momentum=0.0, nesterov=False, weight_decay=0.0, shuffle=True,
+            momentum=0.0, nesterov=False, weight_decay=None, shuffle=True,
             validation_data=None, progress=False, callbacks=None, lr_schedule=None,
             validation_split=None, n_threads=None, sample_weight=None, class_weight=None,
-            l2=0.0, betas=optim.ADAM_BETAS, eps=optim.ADAM_EPS, eps_mode="torch"):
+            l2=0.0, betas=optim.ADAM_BETAS, eps=optim.ADAM_EPS, eps_mode="torch",
+            alpha=optim.RMSPROP_ALPHA, centered=False, clip_norm=None, clip_value=None):
         """Train by mini-batch backpropagation; returns a :class:`History`.
 
         Each epoch is one compiled call (see :mod:`fastbp.kernels.train`).
-        Optimizer semantics are torch.optim.SGD / torch.optim.Adam; optimizer
+        Optimizer semantics are torch.optim.SGD / Adam / AdamW / RMSprop; optimizer
         state persists across calls with the same optimizer, momentum, nesterov,
-        weight_decay, betas, eps and eps_mode. If the loss or the parameters become
+        weight_decay, betas, eps, eps_mode, alpha and centered. If the loss or the parameters become
         non-finite, training stops with :class:`TrainingDivergedError` and the
         parameters are restored to their values before that epoch (a callback
         such as :class:`fastbp.callbacks.TerminateOnNaN` may turn that into a
@@ -351,15 +352,35 @@ class Model:
             1 is online training (the update fused into the delta recursion).
         lr : float >= 0, default 0.1
             The learning rate (the base rate when ``lr_schedule`` is given).
-        optimizer : "sgd" (default) or "adam"
-            The update rule: ``torch.optim.SGD`` or ``torch.optim.Adam`` semantics.
+        optimizer : "sgd" (default), "adam", "adamw" or "rmsprop"
+            The update rule, with the semantics of ``torch.optim.SGD``, ``Adam``,
+            ``AdamW`` or ``RMSprop``.
         momentum : float >= 0, default 0
-            SGD's momentum (torch's form: v = momentum v + g, step lr v).
+            SGD's momentum (torch's form: v = momentum v + g, step lr v), or
+            RMSprop's (v = momentum v + g / (sqrt(mean square) + eps), step lr v).
         nesterov : bool, default False
-            Nesterov momentum (needs momentum > 0).
-        weight_decay : float >= 0, default 0
-            torch's weight decay: weight_decay * theta added to every parameter's
-            gradient, biases included (see ``l2`` for scikit-learn's alpha).
+            Nesterov momentum (SGD; needs momentum > 0).
+        weight_decay : float >= 0, default None
+            torch's weight decay of every parameter, biases included (see ``l2``
+            for scikit-learn's alpha): weight_decay * theta added to the gradient
+            (sgd, adam, rmsprop), or AdamW's decoupled theta *= 1 - lr *
+            weight_decay before its step. None: torch's default, 0.01 for adamw
+            and 0 for the others.
+        alpha : float in [0, 1], default 0.99
+            RMSprop's smoothing constant of the mean square (torch's ``alpha``).
+        centered : bool, default False
+            Centered RMSprop: divide by the estimated standard deviation of the
+            gradient instead of its root mean square (torch's ``centered``).
+        clip_norm : float > 0, optional
+            Clip each batch's mean gradient (the L2 penalty included, weight
+            decay not) to this global L2 norm over all parameters before the
+            step, as ``torch.nn.utils.clip_grad_norm_`` (scale
+            clip_norm / (norm + 1e-6) when that is below 1). Needs the whole
+            gradient before any update: batches of 1 then take the mini-batch
+            path, and plain SGD loses the update fused into the gradient product.
+        clip_value : float > 0, optional
+            Clip each element of the mean gradient to [-clip_value, clip_value],
+            as ``torch.nn.utils.clip_grad_value_``; exclusive with clip_norm.
         shuffle : bool, default True
             Visit the samples in a new random order each epoch, drawn from the
             model's generator (seeded by ``seed``); False keeps their order.
@@ -423,7 +444,8 @@ class Model:
             validation_data=validation_data, progress=progress, callbacks=callbacks,
             lr_schedule=lr_schedule, validation_split=validation_split, n_threads=n_threads,
             sample_weight=sample_weight, class_weight=class_weight, l2=l2, betas=betas,
-            eps=eps, eps_mode=eps_mode)
+            eps=eps, eps_mode=eps_mode, alpha=alpha, centered=centered, clip_norm=clip_norm,
+            clip_value=clip_value)
         if plan is None:  # as Keras: nothing to train (a resumed run already complete)
             return _training.History()
         n_threads = plan.pop("n_threads")
@@ -433,7 +455,7 @@ class Model:
     def _fit_plan(self, X, Y, *, epochs, batch_size, lr, optimizer, momentum, nesterov,
                   weight_decay, shuffle, validation_data, progress, callbacks, lr_schedule,
                   validation_split, n_threads, sample_weight, class_weight, l2, betas, eps,
-                  eps_mode):
+                  eps_mode, alpha, centered, clip_norm, clip_value):
         """fit's arguments checked and converted: ``_training.train``'s keyword
         arguments plus "n_threads", or None for epochs=0 (inputs still checked).
         fastbp.distributed.fit shares it, so both refuse the same input alike."""
@@ -441,7 +463,8 @@ class Model:
         batch_size = v.check_positive_int("batch_size", batch_size)
         lr = v.check_nonneg_float("lr", lr)
         settings = optim.Settings.checked(optimizer, momentum, nesterov, weight_decay, betas,
-                                          eps, eps_mode, l2)
+                                          eps, eps_mode, l2, alpha, centered, clip_norm,
+                                          clip_value)
         shuffle = v.check_bool("shuffle", shuffle)
         progress = v.check_bool("progress", progress)
         callbacks = v.check_callbacks(callbacks)

@@ -7,9 +7,12 @@ array, snapshots and restores itself (the divergence rollback), resets, rescales
 momentum (the scikit-learn wrapper's rate changes) and reads/writes its part of a
 model file. ``fit`` keeps the state when called again with equal settings.
 
-Adding an optimizer (AdamW, RMSprop): a name in ``OPTIMIZERS`` with the settings
-it uses in ``_USES``, its slots and code in ``fastbp.kernels.codes``, its update in
+Adding an optimizer: a name in ``OPTIMIZERS`` with the settings it uses in
+``_USES``, its slots and code in ``fastbp.kernels.codes``, its update in
 ``fastbp.kernels.update``, and its rule in ``fastbp.reference``.
+
+Gradient clipping (``clip_norm``, ``clip_value``) is a setting too, but not part
+of the state's identity: changing it keeps the buffers.
 """
 
 import dataclasses
@@ -20,15 +23,28 @@ from fastbp import _buffers
 from fastbp import _validation as v
 from fastbp.kernels import codes as k
 
-OPTIMIZERS = {"sgd": k.SGD, "adam": k.ADAM}
+OPTIMIZERS = {"sgd": k.SGD, "adam": k.ADAM, "adamw": k.ADAMW, "rmsprop": k.RMSPROP}
 # Where Adam adds eps (slot H_EPS_MODE): to the bias-corrected sqrt(v) (torch) or to
 # sqrt(v) before the correction (scikit-learn).
 EPS_MODES = {"torch": k.EPS_TORCH, "sklearn": k.EPS_SKLEARN}
 ADAM_BETAS = (0.9, 0.999)  # torch.optim.Adam defaults
 ADAM_EPS = 1e-8
+RMSPROP_ALPHA = 0.99  # torch.optim.RMSprop defaults (its eps is Adam's 1e-8)
+ADAMW_WEIGHT_DECAY = 0.01  # torch.optim.AdamW's default; every other kind's is 0
 # The settings (besides weight_decay and l2, which every kind takes) each kind uses;
 # the others must keep their defaults.
-_USES = {"sgd": {"momentum", "nesterov"}, "adam": {"betas", "eps", "eps_mode"}}
+_USES = {"sgd": {"momentum", "nesterov"}, "adam": {"betas", "eps", "eps_mode"},
+         "adamw": {"betas", "eps"}, "rmsprop": {"momentum", "eps", "alpha", "centered"}}
+_DEFAULTS = {"momentum": 0.0, "nesterov": False, "betas": ADAM_BETAS, "eps": ADAM_EPS,
+             "eps_mode": "torch", "alpha": RMSPROP_ALPHA, "centered": False}
+
+
+def _check_alpha(alpha):
+    """RMSprop's smoothing constant: a real number in [0, 1]."""
+    alpha = v.check_nonneg_float("alpha", alpha)
+    if alpha > 1.0:
+        raise ValueError(f"alpha must be a number in [0, 1], got {alpha}")
+    return alpha
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,33 +62,50 @@ class Settings:
     betas: tuple = ADAM_BETAS
     eps: float = ADAM_EPS
     eps_mode: str = "torch"
+    alpha: float = RMSPROP_ALPHA
+    centered: bool = False
     l2: float = dataclasses.field(default=0.0, compare=False)
+    clip_norm: float = dataclasses.field(default=0.0, compare=False)
+    clip_value: float = dataclasses.field(default=0.0, compare=False)
 
     @classmethod
-    def checked(cls, kind="sgd", momentum=0.0, nesterov=False, weight_decay=0.0,
-                betas=ADAM_BETAS, eps=ADAM_EPS, eps_mode="torch", l2=0.0):
+    def checked(cls, kind="sgd", momentum=0.0, nesterov=False, weight_decay=None,
+                betas=ADAM_BETAS, eps=ADAM_EPS, eps_mode="torch", l2=0.0,
+                alpha=RMSPROP_ALPHA, centered=False, clip_norm=None, clip_value=None):
         """Settings from ``fit``'s arguments; TypeError/ValueError naming the
-        argument when one is wrong or does not apply to ``kind``."""
+        argument when one is wrong or does not apply to ``kind``. ``weight_decay``
+        None is the kind's default (torch's: 0.01 for AdamW, else 0); ``clip_norm``
+        and ``clip_value`` None (stored as 0) clip nothing."""
         kind = v.check_choice("optimizer", kind, OPTIMIZERS)
-        momentum = v.check_nonneg_float("momentum", momentum)
-        nesterov = v.check_bool("nesterov", nesterov)
+        given = dict(momentum=v.check_nonneg_float("momentum", momentum),
+                     nesterov=v.check_bool("nesterov", nesterov),
+                     betas=v.check_betas(betas), eps=v.check_nonneg_float("eps", eps),
+                     eps_mode=v.check_choice("eps_mode", eps_mode, EPS_MODES),
+                     alpha=_check_alpha(alpha),
+                     centered=v.check_bool("centered", centered))
+        if weight_decay is None:
+            weight_decay = ADAMW_WEIGHT_DECAY if kind == "adamw" else 0.0
         weight_decay = v.check_nonneg_float("weight_decay", weight_decay)
         l2 = v.check_nonneg_float("l2", l2)
-        betas = v.check_betas(betas)
-        eps = v.check_nonneg_float("eps", eps)
-        eps_mode = v.check_choice("eps_mode", eps_mode, EPS_MODES)
-        uses = _USES[kind]
-        if "betas" not in uses and (betas != ADAM_BETAS or eps != ADAM_EPS
-                                    or eps_mode != "torch"):
-            raise ValueError("betas, eps and eps_mode apply to optimizer='adam' only")
-        return cls(kind, momentum, nesterov, weight_decay, betas, eps, eps_mode, l2)
+        clips = [0.0 if c is None else v.check_positive_float(name, c)
+                 for name, c in (("clip_norm", clip_norm), ("clip_value", clip_value))]
+        if clips[0] and clips[1]:
+            raise ValueError("clip_norm and clip_value are exclusive: pass one of them")
+        for name in ("betas", "eps", "eps_mode", "alpha", "centered"):
+            if name not in _USES[kind] and given[name] != _DEFAULTS[name]:
+                users = [o for o in OPTIMIZERS if name in _USES[o]]
+                raise ValueError(f"{name} applies to optimizer={' or '.join(map(repr, users))} "
+                                 f"only, not {kind!r}")
+        return cls(kind, weight_decay=weight_decay, l2=l2, clip_norm=clips[0],
+                   clip_value=clips[1], **given)
 
     def check_combination(self):
         """The rules between settings (after fit's other checks, as before)."""
         if self.nesterov and (self.kind != "sgd" or self.momentum == 0):
             raise ValueError("nesterov=True needs optimizer='sgd' and momentum > 0")
         if "momentum" not in _USES[self.kind] and self.momentum != 0:
-            raise ValueError("momentum applies to optimizer='sgd' only; Adam uses its betas")
+            raise ValueError(f"momentum applies to optimizer='sgd' or 'rmsprop' only; "
+                             f"{self.kind!r} uses its betas")
 
     def hyper(self, lr):
         """The kernels' float64 settings array (slots named in fastbp.kernels.codes)."""
@@ -86,32 +119,45 @@ class Settings:
         hyper[k.H_EPS] = self.eps
         hyper[k.H_EPS_MODE] = EPS_MODES[self.eps_mode]
         hyper[k.H_L2] = self.l2
+        hyper[k.H_ALPHA] = self.alpha
+        hyper[k.H_CENTERED] = float(self.centered)
+        hyper[k.H_CLIP_NORM] = self.clip_norm
+        hyper[k.H_CLIP_VALUE] = self.clip_value
         return hyper
+
+    @property
+    def buf2_length_factor(self):
+        """buf2 holds n elements, 2 n for centered RMSprop (its gradient average
+        after the square average: see fastbp.kernels.update)."""
+        return 2 if self.kind == "rmsprop" and self.centered else 1
 
     def to_file(self):
         """The list a model file stores (format 1): kind, momentum, nesterov,
-        weight_decay, beta1, beta2, eps, eps_mode (l2 is not stored)."""
+        weight_decay, beta1, beta2, eps, eps_mode, alpha, centered (l2 and the
+        clipping are not stored: they are not part of the state)."""
         return [self.kind, self.momentum, self.nesterov, self.weight_decay, *self.betas,
-                self.eps, self.eps_mode]
+                self.eps, self.eps_mode, self.alpha, self.centered]
 
     @classmethod
     def from_file(cls, key):
         """Settings from ``to_file``'s list; files from before betas, eps and eps_mode
-        were settings hold 4 entries and get their defaults."""
+        (4 entries) or alpha and centered (8) were settings get their defaults."""
         if not key:
             return None
-        defaults = [*ADAM_BETAS, ADAM_EPS, "torch"]
-        if 4 <= len(key) < 8:
+        defaults = [*ADAM_BETAS, ADAM_EPS, "torch", RMSPROP_ALPHA, False]
+        if 4 <= len(key) < 10:
             key = [*key, *defaults[len(key) - 4:]]
-        kind, momentum, nesterov, weight_decay, beta1, beta2, eps, eps_mode = key
-        return cls(kind, momentum, nesterov, weight_decay, (beta1, beta2), eps, eps_mode)
+        kind, momentum, nesterov, weight_decay, beta1, beta2, eps, eps_mode, alpha, centered = key
+        return cls(kind, momentum, nesterov, weight_decay, (beta1, beta2), eps, eps_mode, alpha,
+                   centered)
 
 
 class State:
     """The optimizer's flat buffers and step count for ``n`` parameters.
 
     ``buf1`` is the momentum buffer or Adam's first moment, ``buf2`` Adam's second
-    moment; ``step`` counts the updates (batches) so far; ``settings`` are those the
+    moment or RMSprop's square average (and, centered, its gradient average after
+    it: 2 n elements); ``step`` counts the updates (batches) so far; ``settings`` are those the
     buffers belong to (None before the first ``fit``).
     """
 
@@ -123,7 +169,8 @@ class State:
         """Fresh (zero) state for ``settings``."""
         self.settings = settings
         self.buf1 = _buffers.line_aligned_zeros(self.n, self.dtype)
-        self.buf2 = _buffers.line_aligned_zeros(self.n, self.dtype)
+        factor = settings.buf2_length_factor if settings else 1
+        self.buf2 = _buffers.line_aligned_zeros(factor * self.n, self.dtype)
         self.step = 0
 
     def use(self, settings):
@@ -160,6 +207,6 @@ class State:
         return meta, {"buf1": self.buf1, "buf2": self.buf2}
 
     def from_file(self, meta, arrays):
+        self.reset(Settings.from_file(meta.get("optimizer")))
         self.buf1[...], self.buf2[...] = arrays["buf1"], arrays["buf2"]
-        self.settings = Settings.from_file(meta.get("optimizer"))
         self.step = int(meta.get("step", 0))

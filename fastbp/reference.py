@@ -238,16 +238,56 @@ def adam_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=
     return p - lr * m_hat / (np.sqrt(v_hat) + eps), m, v
 
 
+def adamw_step(p, g, m, v, t, lr, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
+    """One torch.optim.AdamW step number t (1-based); returns (p, m, v): the
+    decoupled decay p (1 - lr weight_decay) first, then Adam's step without decay."""
+    p = p * (1 - lr * weight_decay)
+    return adam_step(p, g, m, v, t, lr, beta1, beta2, eps)
+
+
+def rmsprop_step(p, g, sq, ga, buf, lr, alpha=0.99, eps=1e-8, weight_decay=0.0,
+                 momentum=0.0, centered=False):
+    """One torch.optim.RMSprop step; returns (p, sq, ga, buf): the square average
+    sq, the gradient average ga (centered) and the momentum buffer buf."""
+    if weight_decay != 0:
+        g = g + weight_decay * p
+    sq = alpha * sq + (1 - alpha) * g * g
+    if centered:
+        ga = alpha * ga + (1 - alpha) * g
+        avg = np.sqrt(sq - ga * ga) + eps
+    else:
+        avg = np.sqrt(sq) + eps
+    if momentum > 0:
+        buf = momentum * buf + g / avg
+        return p - lr * buf, sq, ga, buf
+    return p - lr * g / avg, sq, ga, buf
+
+
+def clip_gradient(g, clip_norm=None, clip_value=None):
+    """The mean gradient g (flat) clipped as torch.nn.utils.clip_grad_norm_ (the
+    global L2 norm to at most clip_norm, scale clip_norm / (norm + 1e-6)) or
+    clip_grad_value_ (each element into [-clip_value, clip_value])."""
+    if clip_norm:
+        return g * min(1.0, clip_norm / (np.linalg.norm(g) + 1e-6))
+    if clip_value:
+        return np.clip(g, -clip_value, clip_value)
+    return g
+
+
 def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
           optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
-          sample_weight=None, l2=0.0, betas=(0.9, 0.999), eps=1e-8, eps_mode="torch"):
+          sample_weight=None, l2=0.0, betas=(0.9, 0.999), eps=1e-8, eps_mode="torch",
+          alpha=0.99, centered=False, clip_norm=None, clip_value=None):
     """Mini-batch training from flat parameters ``p``: one epoch per index array in
     ``orders``, batches taken in that order with a final partial batch, the batch
     gradient the (``sample_weight``-weighted) mean over its samples plus the
-    ``l2`` penalty's (see ``gradients``). A batch whose weights sum to 0 takes
-    no step but counts as one for Adam. Returns the final flat parameters."""
+    ``l2`` penalty's (see ``gradients``), clipped (``clip_gradient``) before the
+    step of ``optimizer`` ("sgd", "adam", "adamw", "rmsprop"). A batch whose
+    weights sum to 0 takes no step but counts as one for Adam. Returns the final
+    flat parameters."""
     s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     buf, m, v, t = None, np.zeros_like(p), np.zeros_like(p), 0
+    ga, rms_buf = np.zeros_like(p), np.zeros_like(p)
     for order in orders:
         for first in range(0, len(order), batch_size):
             idx = order[first : first + batch_size]
@@ -256,9 +296,14 @@ def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
                 continue
             Ws, bs = unflatten(p, sizes, bias)
             dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss, s[idx], l2)
-            g = flatten(dWs, dbs)
+            g = clip_gradient(flatten(dWs, dbs), clip_norm, clip_value)
             if optimizer == "sgd":
                 p, buf = sgd_step(p, g, buf, lr, momentum, nesterov, weight_decay)
+            elif optimizer == "adamw":
+                p, m, v = adamw_step(p, g, m, v, t, lr, *betas, eps, weight_decay)
+            elif optimizer == "rmsprop":
+                p, v, ga, rms_buf = rmsprop_step(p, g, v, ga, rms_buf, lr, alpha, eps,
+                                                 weight_decay, momentum, centered)
             else:
                 p, m, v = adam_step(p, g, m, v, t, lr, *betas, eps, weight_decay, eps_mode)
     return p

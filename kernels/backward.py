@@ -7,9 +7,8 @@ Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
 
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import scale_by_derivative
-from fastbp.kernels.codes import H_WD
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
-from fastbp.kernels.update import online_constants, online_layer
+from fastbp.kernels.update import online_constants, online_decays, online_layer
 
 
 @jit_serial
@@ -21,17 +20,17 @@ def _layer_slices(layout, a, z, delta, l):
 
 
 @jit_serial
-def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, wd_weights):
+def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, l2_weights):
     """Backward pass and optimizer update for one sample (batch size 1), fused;
     delta^L is in ``delta`` already (``activations.losses_and_deltas``).
 
     Walking down from layer L, each weight W^l_ij is read once: it feeds
     (W^l)^T delta^l for the next delta and is then replaced by its update with
     gradient delta^l_i a^(l-1)_j. ``step`` is the Adam step count of this update
-    (1-based). Same rules as ``sgd_update``/``adam_update`` with count 1; with
-    weight decay 0 the term wd w adds an exact zero. ``wd_weights`` is the decay
-    of the weights: weight_decay plus the L2 penalty divided by the sample's
-    weight (see train.train_epoch_online); biases decay by weight_decay only.
+    (1-based). Same rules as ``update.update_range`` with count 1; with
+    weight decay 0 the term wd w adds an exact zero. ``l2_weights`` is the L2
+    penalty's decay of the weights: l2 divided by the sample's weight (see
+    train.train_epoch_online); ``update.online_decays`` adds weight_decay.
 
     Loops index one 2-D view per layer and per buffer actually used: a slice or
     a call per ROW costs ~10-20 ns of reference counting, a reshape ~25 ns, more
@@ -39,9 +38,8 @@ def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, wd_
     step for the last layer alone).
     """
     n_layers = layout.shape[1] - 1
-    dt = params.dtype.type
     c = online_constants(hyper, step, params)
-    wd, wd_w = dt(hyper[H_WD]), dt(wd_weights)
+    wd_w, wd = online_decays(hyper, l2_weights, params)
     for l in range(n_layers, 0, -1):
         a_prev, z_prev, delta_prev = _layer_slices(layout, a, z, delta, l - 1)
         delta_l = _layer_slices(layout, a, z, delta, l)[2]

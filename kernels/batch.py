@@ -231,10 +231,27 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
     if not update:
         return
     if not fused:
-        update_range(params, grads, count, buf1, buf2, hyper, step, decay, w_off + r0 * n_in,
-                     w_off + r1 * n_in)
+        update_range(params, grads, count, buf1, buf2, hyper, step, hyper[H_L2] / count,
+                     w_off + r0 * n_in, w_off + r1 * n_in)
     if b_off >= 0:
-        update_range(params, grads, count, buf1, buf2, hyper, step, hyper[H_WD], b_off + r0,
+        update_range(params, grads, count, buf1, buf2, hyper, step, 0.0, b_off + r0,
+                     b_off + r1)
+
+
+@jit_serial
+def _update_part(task, parts, params, layout, grads, buf1, buf2, hyper, step, count, cuts):
+    """The optimizer step of part c of the rows of W^l and their biases (task as in
+    ``_rows_part``), from the clipped gradient sums in ``grads`` (update.clip_sums
+    has folded the L2 penalty in: no L2 term here)."""
+    n_layers = layout.shape[1] - 1
+    l = task % n_layers + 1
+    n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
+    r0, r1 = _bounds(task // n_layers, n_out, parts, cuts)
+    w_off, b_off = layout[WOFF, l], layout[BOFF, l]
+    update_range(params, grads, count, buf1, buf2, hyper, step, 0.0, w_off + r0 * n_in,
+                 w_off + r1 * n_in)
+    if b_off >= 0:
+        update_range(params, grads, count, buf1, buf2, hyper, step, 0.0, b_off + r0,
                      b_off + r1)
 
 

@@ -27,6 +27,10 @@ of tasks:
     ROWS     L * parts tasks, part-major (task = c L + l - 1): part c of the rows
              of W^l, gradient and update (GRADIENTS: added into the sums; PASS:
              none); then one more task adding the batch's losses in sample order
+    CLIP     only when TRAIN clips the gradient (``update.clipping``; ROWS then
+             leaves the update out): one task, the clipping of the whole
+             gradient (``update.clip_sums``: its norm needs every part)
+    UPDATE   with CLIP: L * parts tasks as in ROWS, the update of those rows
 
 ``sync`` (int64, ``sync_size`` zeros per batch) holds per batch a done count
 per phase, a claim flag per task and the cycles each part took. Each task has an
@@ -75,8 +79,9 @@ from fastbp.kernels.batch import (
     _gather_part,
     _rows_part,
     _samples_part,
+    _update_part,
 )
-from fastbp.kernels.codes import H_HUBER, H_L2, H_WD
+from fastbp.kernels.codes import H_HUBER, H_L2
 from fastbp.kernels.forward import forward_sample
 from fastbp.kernels.intrinsics import (
     claim,
@@ -87,6 +92,7 @@ from fastbp.kernels.intrinsics import (
     spin_pause,
 )
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
+from fastbp.kernels.update import clip_sums, clipping
 
 
 @jit_serial
@@ -115,7 +121,7 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
     # the loss sum goes on from ``start``: an epoch cut into several calls (Model.fit
     # does, so that Ctrl-C lands within ~0.1 s) adds its losses in the same order
     total = start
-    wd, l2 = hyper[H_WD], hyper[H_L2]
+    l2 = hyper[H_L2]
     n_in = layout[SIZE, 0]
     out_start = layout[UNIT, layout.shape[1] - 1]
     n_out = layout[SIZE, layout.shape[1] - 1]
@@ -140,13 +146,14 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
         total += loss[0]
         if weight > 0.0:
             online_step(params, layout, codes, hyper, step + k + 1, a, z, delta, buf1, buf2,
-                        wd + l2 / weight)
+                        l2 / weight)
     return total
 
 
 # -- the one-region parallel scheduler (see the module docstring) ---------------------
 
-GATHER, FIRST, SAMPLES, ROWS = 0, 1, 2, 3  # the phases of a batch
+GATHER, FIRST, SAMPLES, ROWS, CLIP, UPDATE = 0, 1, 2, 3, 4, 5  # the phases of a batch
+N_PHASES = 6
 TRAIN, GRADIENTS, PASS = 0, 1, 2  # what a region computes (``mode``)
 
 
@@ -154,14 +161,14 @@ def sync_size(layout, parts, n_batches):
     """(slots per batch, int64 counters in all) of a region of ``parts`` threads:
     per batch a done count per phase, a claim flag per task and the cycles each
     part took."""
-    slots = 4 + 3 * parts + (layout.shape[1] - 1) * parts + 1 + parts
+    slots = N_PHASES + 3 * parts + 2 * (layout.shape[1] - 1) * parts + 2 + parts
     return slots, slots * n_batches
 
 
 @jit_serial
 def _owner(phase, c, parts, n_layers):
     """The thread that should run task c of ``phase``: its part's."""
-    if phase == ROWS:
+    if phase == ROWS or phase == UPDATE:
         return min(c // n_layers, parts - 1)  # part-major tasks; the loss sum: the last
     return c
 
@@ -214,6 +221,7 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
     n_batches = (n_samples + batch_size - 1) // batch_size
     n_layers = layout.shape[1] - 1
     want_delta = mode != PASS
+    clip = mode == TRAIN and clipping(hyper)
     n_out = layout[SIZE, n_layers]
     last = rows * layout[UNIT, n_layers]
     # This thread's copy of the cuts (every copy holds the same); alone: none, equal
@@ -225,15 +233,20 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
         first = b * batch_size
         n = min(batch_size, n_samples - first)
         count = _batch_count(weights, order, first, n)
-        flags = slots * b + 4
+        flags = slots * b + N_PHASES
         spent = slots * (b + 1) - parts  # this batch's cycles per part
         if b > 0 and not alone:  # the last batch's, all stored before its last wait ended
             _rebalance(cuts, sync, spent - slots, parts)
-        for phase in range(4):
+        for phase in range(N_PHASES):
             n_tasks = parts
             if phase == ROWS:  # a task per part and layer, then the loss sum
                 n_tasks = (n_layers * parts if want_delta else 0) + 1
-            if phase == FIRST and n_layers == 1:  # FIRST: nets with a hidden layer only
+            elif phase == CLIP:
+                n_tasks = 1
+            elif phase == UPDATE:
+                n_tasks = n_layers * parts
+            # FIRST: nets with a hidden layer only; CLIP and UPDATE: when clipping
+            if (phase == FIRST and n_layers == 1) or (phase >= CLIP and not clip):
                 flags += n_tasks
                 continue
             done = slots * b + phase
@@ -270,11 +283,20 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
                             for s in range(s0, s1):
                                 for k in range(n_out):
                                     out[first + s, k] = acts[last + s * n_out + k]
+                    elif phase == CLIP:
+                        part = parts  # no part's work
+                        if count > 0.0:
+                            clip_sums(params, grads, count, hyper, layout)
+                    elif phase == UPDATE:
+                        part = c // n_layers
+                        if count > 0.0:
+                            _update_part(c, parts, params, layout, grads, buf1, buf2, hyper,
+                                         step + b + 1, count, cuts)
                     elif c < n_tasks - 1:
                         part = c // n_layers
                         _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads,
-                                   buf1, buf2, hyper, step + b + 1, mode == TRAIN and count > 0.0,
-                                   count, cuts)
+                                   buf1, buf2, hyper, step + b + 1,
+                                   mode == TRAIN and count > 0.0 and not clip, count, cuts)
                         if mode == GRADIENTS:
                             _add_rows(c, parts, layout, grads, sums, cuts)
                     else:  # the loss sum, in sample order

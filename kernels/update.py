@@ -1,35 +1,58 @@
 """Fused optimizer updates: one pass over the flat parameter vector.
 
-The rules are those of ``torch.optim.SGD`` (dampening 0) and ``torch.optim.Adam``
-(L2 weight decay added to the gradient, not AdamW). ``grads`` holds gradient
-SUMS over a batch; dividing by ``count`` (the batch size) happens in the same
-pass. Each rule is written once for a block of elements (``sgd_block``,
-``adam_block``): ``sgd_update``/``adam_update`` run it over the whole vector,
-``update_range`` over the rows each part of a mini-batch owns (see
+The rules are those of ``torch.optim.SGD`` (dampening 0), ``torch.optim.Adam``
+(L2 weight decay added to the gradient), ``torch.optim.AdamW`` (decoupled weight
+decay: w times 1 - lr wd before Adam's step) and ``torch.optim.RMSprop`` (its
+momentum and centered variants). ``grads`` holds gradient SUMS over a batch;
+dividing by ``count`` (the batch size) happens in the same pass. Each rule is
+written once for an element (``sgd_scalar``, ``adam_scalar``, ``rmsprop_scalar``)
+and once for a block of elements (``sgd_block``, ``adam_block``,
+``rmsprop_block``): ``sgd_update``/``adam_update`` run a block over the whole
+vector, ``update_range`` over the rows each part of a mini-batch owns (see
 kernels/batch.py). The online step's fused layer loop (``online_layer``, called
 by kernels/backward.py) is here too: ``update_range`` and ``online_layer`` are
 the places that pick the rule from ``hyper[H_OPT]``, and a new optimizer
 touches this module, fastbp/optim.py and the reference only.
 
-The per-element scalar rules (``sgd_scalar``, ``adam_scalar``) take and return
-numbers only: a helper that takes an array costs reference counting per call.
+Buffers: ``buf1`` is SGD's or RMSprop's momentum buffer, or Adam's first moment;
+``buf2`` Adam's second moment or RMSprop's square average, followed (centered
+RMSprop only: ``buf2`` then holds 2 n elements) by RMSprop's gradient average.
+One extra stretch of ``buf2`` rather than a third buffer, so that no kernel
+signature changes for one variant of one optimizer.
+
+The L2 penalty (scikit-learn's alpha, ``hyper[H_L2]``) is part of the loss, so
+its gradient joins the data gradient under every rule, AdamW's included; torch's
+``weight_decay`` is coupled (added to the gradient) for SGD, Adam and RMSprop and
+decoupled for AdamW. Callers pass the L2 part (``l2_decay``); the rules add the
+weight decay themselves.
+
+The per-element scalar rules take and return numbers only: a helper that takes
+an array costs reference counting per call.
 """
 
 import numpy as np
 
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.codes import (
+    ADAMW,
+    H_ALPHA,
     H_BETA1,
     H_BETA2,
+    H_CENTERED,
+    H_CLIP_NORM,
+    H_CLIP_VALUE,
     H_EPS,
     H_EPS_MODE,
+    H_L2,
     H_LR,
     H_MOMENTUM,
     H_NESTEROV,
     H_OPT,
+    H_WD,
+    RMSPROP,
     SGD,
 )
-from fastbp.kernels.layout import block
+from fastbp.kernels.layout import SIZE, WOFF, block
 
 
 @jit_serial
@@ -46,11 +69,13 @@ def sgd_scalar(w, g, b, lr, momentum, g_keep, b_scale, wd):
 
 
 @jit_serial
-def adam_scalar(w, g, m, v, step_size, one_m_b1, beta2, one_m_b2, inv_bc2_sqrt, eps, wd):
-    """(new w, new m, new v) under Adam.
+def adam_scalar(w, g, m, v, step_size, one_m_b1, beta2, one_m_b2, inv_bc2_sqrt, eps, wd, keep):
+    """(new w, new m, new v) under Adam (``keep`` 1) or AdamW (``keep`` 1 - lr wd,
+    ``wd`` the L2 part only).
 
     g += wd w; m = m + (1 - beta1)(g - m) (torch's lerp);
-    v = beta2 v + (1 - beta2) g^2; w - step_size m / (sqrt(v) / bc2_sqrt + eps),
+    v = beta2 v + (1 - beta2) g^2; keep w - step_size m / (sqrt(v) / bc2_sqrt + eps)
+    (AdamW's w (1 - lr wd) first; times 1 is exact, so Adam's bits are unchanged),
     the division by bc2_sqrt made a product with its inverse (kernels are IEEE, so
     the compiler does not do it: one division an element instead of two, Adam's
     update pass 1.5x faster; within an ulp of torch's quotient),
@@ -59,7 +84,27 @@ def adam_scalar(w, g, m, v, step_size, one_m_b1, beta2, one_m_b2, inv_bc2_sqrt, 
     g = g + wd * w
     m = m + one_m_b1 * (g - m)
     v = beta2 * v + one_m_b2 * g * g
-    return w - step_size * (m / (np.sqrt(v) * inv_bc2_sqrt + eps)), m, v
+    return keep * w - step_size * (m / (np.sqrt(v) * inv_bc2_sqrt + eps)), m, v
+
+
+@jit_serial
+def rmsprop_scalar(w, g, sq, ga, b, lr, alpha, one_m_alpha, eps, momentum, centered, wd):
+    """(new w, new square average, new gradient average, new momentum buffer) under
+    torch's RMSprop: g += wd w; sq = alpha sq + (1 - alpha) g^2; centered:
+    ga = ga + (1 - alpha)(g - ga) (torch's lerp) and the average sqrt(sq - ga^2),
+    else sqrt(sq); q = g / (average + eps); with momentum b = momentum b + q and
+    w - lr b, else w - lr q. ``ga`` and ``b`` come back unchanged when unused."""
+    g = g + wd * w
+    sq = alpha * sq + one_m_alpha * g * g
+    s = sq
+    if centered:
+        ga = ga + one_m_alpha * (g - ga)
+        s = sq - ga * ga
+    q = g / (np.sqrt(s) + eps)
+    if momentum != 0:
+        b = momentum * b + q
+        return w - lr * b, sq, ga, b
+    return w - lr * q, sq, ga, b
 
 
 @jit_serial
@@ -107,16 +152,37 @@ def sgd_block(params, grads, count, buf, lr, momentum, nesterov, wd, k0, k1):
 
 @jit_serial
 def adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode, k0,
-               k1):
+               k1, keep):
     dt = params.dtype.type
     step_size, one_m_b1, one_m_b2, bc2_sqrt = adam_constants(lr, beta1, beta2, step)
     c1, c2, c3, c4 = dt(step_size), dt(one_m_b1), dt(one_m_b2), dt(1.0 / bc2_sqrt)
     b2, eps_, wd_ = dt(beta2), dt(adam_eps(eps, bc2_sqrt, eps_mode)), dt(wd)
-    inv_n = dt(1.0 / count)  # a product, not a division, per element
+    inv_n, keep_ = dt(1.0 / count), dt(keep)  # a product, not a division, per element
     p, gr, mm, vv = params[k0:k1], grads[k0:k1], m[k0:k1], v[k0:k1]
     for k in range(p.shape[0]):
         p[k], mm[k], vv[k] = adam_scalar(p[k], gr[k] * inv_n, mm[k], vv[k], c1, c2, b2, c3, c4,
-                                         eps_, wd_)
+                                         eps_, wd_, keep_)
+
+
+@jit_serial
+def rmsprop_block(params, grads, count, buf1, buf2, lr, alpha, eps, momentum, centered, wd,
+                  k0, k1):
+    """RMSprop on params[k0:k1] (``rmsprop_scalar``); buf1 the momentum buffer, buf2
+    the square average and (centered) the gradient average at buf2[n + k]."""
+    dt = params.dtype.type
+    lr_, a_, oma_, eps_ = dt(lr), dt(alpha), dt(1.0 - alpha), dt(eps)
+    mom_, wd_, inv_n, zero = dt(momentum), dt(wd), dt(1.0 / count), dt(0.0)
+    n = params.shape[0]
+    p, gr, b, sq = params[k0:k1], grads[k0:k1], buf1[k0:k1], buf2[k0:k1]
+    ga = buf2[n + k0 : n + k1] if centered else buf2[k0:k1]  # the latter never read
+    for k in range(p.shape[0]):
+        ga_k = ga[k] if centered else zero
+        p[k], sq[k], ga_k, b_k = rmsprop_scalar(p[k], gr[k] * inv_n, sq[k], ga_k, b[k], lr_, a_,
+                                                oma_, eps_, mom_, centered, wd_)
+        if centered:
+            ga[k] = ga_k
+        if momentum != 0:
+            b[k] = b_k
 
 
 @jit_serial
@@ -130,7 +196,7 @@ def sgd_update(params, grads, count, buf, lr, momentum, nesterov, wd):
 def adam_update(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode=0):
     """params <- Adam step ``step`` (1-based) with gradient grads / count."""
     adam_block(params, grads, count, m, v, step, lr, beta1, beta2, eps, wd, eps_mode, 0,
-               params.shape[0])
+               params.shape[0], 1.0)
 
 
 @jit_serial
@@ -141,34 +207,116 @@ def plain_sgd(hyper):
 
 
 @jit_serial
-def update_range(params, grads, count, buf1, buf2, hyper, step, decay, k0, k1):
+def update_range(params, grads, count, buf1, buf2, hyper, step, l2_decay, k0, k1):
     """The optimizer step of ``hyper`` on params[k0:k1] with gradient grads / count,
-    weight decay ``decay`` (the caller's: weight_decay, plus the L2 penalty for
-    weights), Adam step ``step``; ``buf1`` is the momentum buffer or Adam's first
-    moment, ``buf2`` Adam's second."""
-    if int(hyper[H_OPT]) == SGD:
-        sgd_block(params, grads, count, buf1, hyper[H_LR], hyper[H_MOMENTUM],
-                  hyper[H_NESTEROV] != 0.0, decay, k0, k1)
+    the L2 penalty's decay ``l2_decay`` (l2 / count for weights, 0 for biases) and
+    hyper's weight decay, Adam step ``step`` (see the module docstring for the
+    buffers)."""
+    opt, lr, wd = int(hyper[H_OPT]), hyper[H_LR], hyper[H_WD]
+    if opt == SGD:
+        sgd_block(params, grads, count, buf1, lr, hyper[H_MOMENTUM],
+                  hyper[H_NESTEROV] != 0.0, wd + l2_decay, k0, k1)
+    elif opt == RMSPROP:
+        rmsprop_block(params, grads, count, buf1, buf2, lr, hyper[H_ALPHA], hyper[H_EPS],
+                      hyper[H_MOMENTUM], hyper[H_CENTERED] != 0.0, wd + l2_decay, k0, k1)
+    elif opt == ADAMW:
+        adam_block(params, grads, count, buf1, buf2, step, lr, hyper[H_BETA1], hyper[H_BETA2],
+                   hyper[H_EPS], l2_decay, hyper[H_EPS_MODE], k0, k1, 1.0 - lr * wd)
     else:
-        adam_block(params, grads, count, buf1, buf2, step, hyper[H_LR], hyper[H_BETA1],
-                   hyper[H_BETA2], hyper[H_EPS], decay, hyper[H_EPS_MODE], k0, k1)
+        adam_block(params, grads, count, buf1, buf2, step, lr, hyper[H_BETA1], hyper[H_BETA2],
+                   hyper[H_EPS], wd + l2_decay, hyper[H_EPS_MODE], k0, k1, 1.0)
+
+
+@jit_serial
+def clipping(hyper):
+    """Whether ``hyper`` clips the gradient (by norm or by value)."""
+    return hyper[H_CLIP_NORM] > 0.0 or hyper[H_CLIP_VALUE] > 0.0
+
+
+@jit_serial
+def clip_sums(params, grads, count, hyper, layout):
+    """Clip the batch's gradient in ``grads`` (sums over a batch of total weight
+    ``count``) in place, as torch clips a mean gradient; returns the mean
+    gradient's norm before clipping (0.0 when clipping by value).
+
+    The L2 penalty is part of the loss, so its gradient is folded into the sums
+    first (l2 W, the sum's share of l2 W / count) and the update that follows
+    adds no L2 term. By norm (``torch.nn.utils.clip_grad_norm_``): the L2 norm
+    of grads / count over every parameter, summed in float64 in index order (the
+    same bits at any thread count), and every sum times
+    min(1, clip_norm / (norm + 1e-6)). By value (``clip_grad_value_``): each sum
+    clamped to +-clip_value count. One serial pass over the vector, after every
+    part of the gradient is done; the step follows in parts (train.region).
+    """
+    dt = grads.dtype.type
+    l2 = hyper[H_L2]
+    if l2 != 0.0:
+        l2_ = dt(l2)
+        for l in range(1, layout.shape[1]):
+            w = params[layout[WOFF, l] : layout[WOFF, l] + layout[SIZE, l] * layout[SIZE, l - 1]]
+            g = grads[layout[WOFF, l] : layout[WOFF, l] + w.shape[0]]
+            for k in range(w.shape[0]):
+                g[k] += l2_ * w[k]
+    if hyper[H_CLIP_VALUE] > 0.0:
+        bound = dt(hyper[H_CLIP_VALUE] * count)
+        for k in range(grads.shape[0]):
+            grads[k] = min(max(grads[k], -bound), bound)
+        return 0.0
+    # eight running sums, lane k % 8: a fixed order that vectorises without
+    # reassociation (one sum would be a serial chain of additions)
+    lanes = np.zeros(8)
+    n8 = grads.shape[0] // 8 * 8
+    for k0 in range(0, n8, 8):
+        for j in range(8):
+            x = float(grads[k0 + j])
+            lanes[j] += x * x
+    total = 0.0
+    for k in range(n8, grads.shape[0]):
+        x = float(grads[k])
+        total += x * x
+    for j in range(8):
+        total += lanes[j]
+    norm = np.sqrt(total) / count
+    coef = hyper[H_CLIP_NORM] / (norm + 1e-6)
+    if coef < 1.0:
+        coef_ = dt(coef)
+        for k in range(grads.shape[0]):
+            grads[k] *= coef_
+    return norm
 
 
 @jit_serial
 def online_constants(hyper, step, params):
     """The constants of one online step of ``hyper``'s rule (Adam step ``step``,
     1-based), rounded to the dtype of ``params``, for ``online_layer``:
-    SGD (lr, momentum, g_keep, b_scale, 0, 0); Adam (step_size, 1 - beta1, beta2,
-    1 - beta2, 1 / bc2_sqrt, eps)."""
+    SGD (lr, momentum, g_keep, b_scale, 0, 0, 0); Adam and AdamW (step_size,
+    1 - beta1, beta2, 1 - beta2, 1 / bc2_sqrt, eps, keep: 1, or AdamW's
+    1 - lr wd); RMSprop (lr, alpha, 1 - alpha, eps, momentum, centered, 0)."""
     dt = params.dtype.type
-    if int(hyper[H_OPT]) == SGD:
+    opt, lr = int(hyper[H_OPT]), hyper[H_LR]
+    if opt == SGD:
         keep, scale = momentum_factors(hyper[H_MOMENTUM], hyper[H_NESTEROV] != 0.0)
-        return (dt(hyper[H_LR]), dt(hyper[H_MOMENTUM]), dt(keep), dt(scale), dt(0.0),
-                dt(0.0))
+        return (dt(lr), dt(hyper[H_MOMENTUM]), dt(keep), dt(scale), dt(0.0), dt(0.0), dt(0.0))
+    if opt == RMSPROP:
+        return (dt(lr), dt(hyper[H_ALPHA]), dt(1.0 - hyper[H_ALPHA]), dt(hyper[H_EPS]),
+                dt(hyper[H_MOMENTUM]), dt(hyper[H_CENTERED]), dt(0.0))
     # two powers per step: not worth paying for SGD
-    c1, c2, c3, c4 = adam_constants(hyper[H_LR], hyper[H_BETA1], hyper[H_BETA2], step)
+    c1, c2, c3, c4 = adam_constants(lr, hyper[H_BETA1], hyper[H_BETA2], step)
+    keep = 1.0 - lr * hyper[H_WD] if opt == ADAMW else 1.0
     return (dt(c1), dt(c2), dt(hyper[H_BETA2]), dt(c3), dt(1.0 / c4),
-            dt(adam_eps(hyper[H_EPS], c4, hyper[H_EPS_MODE])))
+            dt(adam_eps(hyper[H_EPS], c4, hyper[H_EPS_MODE])), dt(keep))
+
+
+@jit_serial
+def online_decays(hyper, l2_weights, params):
+    """(weights' decay, biases' decay) added to the gradient by the online step:
+    weight_decay plus the L2 part for the weights, weight_decay for the biases;
+    AdamW's decay is not in the gradient (``online_constants``' keep), so the L2
+    part and 0."""
+    dt = params.dtype.type
+    if int(hyper[H_OPT]) == ADAMW:
+        return dt(l2_weights), dt(0.0)
+    return dt(hyper[H_WD] + l2_weights), dt(hyper[H_WD])
 
 
 @jit_serial
@@ -178,8 +326,8 @@ def online_layer(params, buf1, buf2, hyper, c, woff, boff, n_out, n_in, delta_l,
     read once, add W^l_ij delta^l_i to ``delta_prev`` (when ``back``) and replace
     it by its update with gradient delta^l_i a^(l-1)_j under ``hyper``'s rule with
     constants ``c`` (``online_constants``) and decay ``wd_w``; the biases (when
-    ``boff`` >= 0) with gradient delta^l and decay ``wd``. Same rules as
-    ``sgd_update``/``adam_update`` with count 1.
+    ``boff`` >= 0) with gradient delta^l and decay ``wd`` (``online_decays``).
+    Same rules as ``update_range`` with count 1.
 
     Lives here, not in backward.py, so that a new optimizer touches this module
     only. A call per layer, not inlined by numba: measured as fast as the loops
@@ -188,7 +336,36 @@ def online_layer(params, buf1, buf2, hyper, c, woff, boff, n_out, n_in, delta_l,
     batch-1 path takes ~0.7 s longer (~6 s).
     """
     W = block(params, woff, n_out, n_in)
-    if int(hyper[H_OPT]) != SGD:
+    opt = int(hyper[H_OPT])
+    if opt == RMSPROP:
+        n = params.shape[0]
+        centered, zero = c[5] != 0, params.dtype.type(0.0)
+        B = block(buf1, woff, n_out, n_in)
+        SQ = block(buf2, woff, n_out, n_in)
+        GA = block(buf2, n + woff if centered else woff, n_out, n_in)  # read when centered
+        for i in range(n_out):
+            d = delta_l[i]
+            for j in range(n_in):
+                w_ij = W[i, j]
+                if back:
+                    delta_prev[j] += w_ij * d
+                ga = GA[i, j] if centered else zero
+                W[i, j], SQ[i, j], ga, b = rmsprop_scalar(
+                    w_ij, d * a_prev[j], SQ[i, j], ga, B[i, j], c[0], c[1], c[2], c[3], c[4],
+                    centered, wd_w)
+                if centered:
+                    GA[i, j] = ga
+                B[i, j] = b
+        if boff >= 0:
+            for k in range(boff, boff + n_out):
+                ga = buf2[n + k] if centered else zero
+                params[k], buf2[k], ga, b = rmsprop_scalar(
+                    params[k], delta_l[k - boff], buf2[k], ga, buf1[k], c[0], c[1], c[2], c[3],
+                    c[4], centered, wd)
+                if centered:
+                    buf2[n + k] = ga
+                buf1[k] = b
+    elif opt != SGD:
         M = block(buf1, woff, n_out, n_in)
         V = block(buf2, woff, n_out, n_in)
         for i in range(n_out):
@@ -199,12 +376,12 @@ def online_layer(params, buf1, buf2, hyper, c, woff, boff, n_out, n_in, delta_l,
                     delta_prev[j] += w_ij * d
                 W[i, j], M[i, j], V[i, j] = adam_scalar(
                     w_ij, d * a_prev[j], M[i, j], V[i, j], c[0], c[1], c[2], c[3], c[4], c[5],
-                    wd_w)
+                    wd_w, c[6])
         if boff >= 0:
             for k in range(boff, boff + n_out):
                 params[k], buf1[k], buf2[k] = adam_scalar(
                     params[k], delta_l[k - boff], buf1[k], buf2[k], c[0], c[1], c[2], c[3],
-                    c[4], c[5], wd)
+                    c[4], c[5], wd, c[6])
     elif c[1] != 0:
         M = block(buf1, woff, n_out, n_in)
         for i in range(n_out):
