@@ -174,15 +174,31 @@ def rmsprop_block(params, grads, count, buf1, buf2, lr, alpha, eps, momentum, ce
     mom_, wd_, inv_n, zero = dt(momentum), dt(wd), dt(1.0 / count), dt(0.0)
     n = params.shape[0]
     p, gr, b, sq = params[k0:k1], grads[k0:k1], buf1[k0:k1], buf2[k0:k1]
-    ga = buf2[n + k0 : n + k1] if centered else buf2[k0:k1]  # the latter never read
-    for k in range(p.shape[0]):
-        ga_k = ga[k] if centered else zero
-        p[k], sq[k], ga_k, b_k = rmsprop_scalar(p[k], gr[k] * inv_n, sq[k], ga_k, b[k], lr_, a_,
-                                                oma_, eps_, mom_, centered, wd_)
-        if centered:
-            ga[k] = ga_k
+    # One loop per variant, the flags constant inside it: with the choice made per
+    # element, the float32 loop did not vectorise (non-centered RMSprop ran 1.2x
+    # Adam's time on 1M elements, measured; now <= Adam's).
+    if centered:
+        ga = buf2[n + k0 : n + k1]
         if momentum != 0:
-            b[k] = b_k
+            for k in range(p.shape[0]):
+                p[k], sq[k], ga[k], b[k] = rmsprop_scalar(
+                    p[k], gr[k] * inv_n, sq[k], ga[k], b[k], lr_, a_, oma_, eps_, mom_,
+                    centered, wd_)
+        else:
+            for k in range(p.shape[0]):
+                p[k], sq[k], ga[k], _ = rmsprop_scalar(
+                    p[k], gr[k] * inv_n, sq[k], ga[k], zero, lr_, a_, oma_, eps_, zero,
+                    centered, wd_)
+    elif momentum != 0:
+        for k in range(p.shape[0]):
+            p[k], sq[k], _, b[k] = rmsprop_scalar(
+                p[k], gr[k] * inv_n, sq[k], zero, b[k], lr_, a_, oma_, eps_, mom_, centered,
+                wd_)
+    else:
+        for k in range(p.shape[0]):
+            p[k], sq[k], _, _ = rmsprop_scalar(
+                p[k], gr[k] * inv_n, sq[k], zero, zero, lr_, a_, oma_, eps_, zero, centered,
+                wd_)
 
 
 @jit_serial

@@ -184,6 +184,19 @@ OPTIMIZERS = {  # id -> (fastbp fit kwargs, torch optimizer class, torch kwargs)
     "adam": (dict(optimizer="adam", lr=0.01), torch.optim.Adam, dict(lr=0.01)),
     "adam-wd": (dict(optimizer="adam", lr=0.01, weight_decay=0.01), torch.optim.Adam,
                 dict(lr=0.01, weight_decay=0.01)),
+    # weight_decay left out: torch's AdamW default, 0.01, on both sides
+    "adamw": (dict(optimizer="adamw", lr=0.01), torch.optim.AdamW, dict(lr=0.01)),
+    "adamw-wd": (dict(optimizer="adamw", lr=0.01, weight_decay=0.3, betas=(0.8, 0.99)),
+                 torch.optim.AdamW, dict(lr=0.01, weight_decay=0.3, betas=(0.8, 0.99))),
+    "rmsprop": (dict(optimizer="rmsprop", lr=0.01), torch.optim.RMSprop, dict(lr=0.01)),
+    "rmsprop-momentum-wd": (
+        dict(optimizer="rmsprop", lr=0.01, momentum=0.9, weight_decay=0.01, alpha=0.9),
+        torch.optim.RMSprop, dict(lr=0.01, momentum=0.9, weight_decay=0.01, alpha=0.9)),
+    "rmsprop-centered": (dict(optimizer="rmsprop", lr=0.01, centered=True),
+                         torch.optim.RMSprop, dict(lr=0.01, centered=True)),
+    "rmsprop-centered-momentum": (
+        dict(optimizer="rmsprop", lr=0.005, centered=True, momentum=0.5, eps=1e-3),
+        torch.optim.RMSprop, dict(lr=0.005, centered=True, momentum=0.5, eps=1e-3)),
 }
 OPT_IDS = list(OPTIMIZERS)
 NETS = {  # id -> (hidden, output, loss)
@@ -198,8 +211,9 @@ EPOCHS = 2
 
 
 def torch_train(net, X, T, batch_size, epochs, opt_cls, opt_kwargs, dtype,
-                optimizer=None):
-    """Mini-batches in order (a final partial batch used), mean loss per batch.
+                optimizer=None, clip=None):
+    """Mini-batches in order (a final partial batch used), mean loss per batch,
+    ``clip(parameters)`` between backward and step when given.
     Returns (optimizer, per-epoch mean of the per-sample losses before each step)."""
     x, t = as_torch(X, dtype), as_torch(T, dtype)
     opt = optimizer or opt_cls(net.parameters(), **opt_kwargs)
@@ -211,6 +225,8 @@ def torch_train(net, X, T, batch_size, epochs, opt_cls, opt_kwargs, dtype,
             opt.zero_grad()
             loss = net.loss(xb, tb)
             loss.backward()
+            if clip is not None:
+                clip(net.parameters())
             opt.step()
             total += loss.item() * xb.shape[0]
         epoch_losses.append(total / len(X))
@@ -265,7 +281,8 @@ def test_adam_tiny_gradients_match_torch(weight_decay, batch_size):
     np.testing.assert_allclose(model.params, want, rtol=1e-7, atol=1e-9)
 
 
-PERSIST_OPTS = ["momentum", "nesterov", "momentum-wd", "adam", "adam-wd"]
+PERSIST_OPTS = ["momentum", "nesterov", "momentum-wd", "adam", "adam-wd", "adamw-wd",
+                "rmsprop-momentum-wd", "rmsprop-centered-momentum"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
