@@ -8,6 +8,7 @@ import os
 import numba
 import numpy as np
 
+from fastbp import optim
 from fastbp._cli_data import (
     UsageError,
     apply_scaler,
@@ -50,11 +51,17 @@ RECIPE = {
 
 def cmd_train(args):
     """``fastbp train``; returns the exit status."""
-    if args.optimizer == "adam" and (args.momentum is not None or args.nesterov):
-        raise UsageError("--momentum and --nesterov apply to --optimizer sgd only")
+    if args.optimizer in ("adam", "adamw") and args.momentum is not None:
+        raise UsageError("--momentum applies to --optimizer sgd and rmsprop only")
+    if args.optimizer != "sgd" and args.nesterov:
+        raise UsageError("--nesterov applies to --optimizer sgd only")
+    if args.optimizer != "rmsprop" and (args.alpha is not None or args.centered):
+        raise UsageError("--alpha and --centered apply to --optimizer rmsprop only")
+    if args.clip_norm is not None and args.clip_value is not None:
+        raise UsageError("--clip-norm and --clip-value are exclusive: give one of them")
     lr = args.lr
     if lr is None:
-        lr = RECIPE["lr_adam"] if args.optimizer == "adam" else RECIPE["lr_sgd"]
+        lr = RECIPE["lr_sgd"] if args.optimizer == "sgd" else RECIPE["lr_adam"]
     if not args.distributed and (args.sync, args.average_every, args.ranks) != (None,) * 3:
         raise UsageError("--sync, --ranks and --average-every need --distributed")
     if args.average_every is not None and args.sync != "average":
@@ -119,6 +126,16 @@ def _train(args, lr, fit, rank):
     if args.optimizer == "sgd":
         momentum = RECIPE["momentum"] if args.momentum is None else args.momentum
         opt.update(momentum=momentum, nesterov=args.nesterov)
+    if args.optimizer == "rmsprop":
+        opt.update(momentum=args.momentum or 0.0, centered=args.centered)
+        if args.alpha is not None:
+            opt.update(alpha=args.alpha)
+    for name in ("clip_norm", "clip_value"):
+        if getattr(args, name) is not None:
+            opt[name] = getattr(args, name)
+    weight_decay = args.weight_decay
+    if weight_decay is None:
+        weight_decay = optim.ADAMW_WEIGHT_DECAY if args.optimizer == "adamw" else 0.0
     print(f"model: {model}")
     where = f"{numba.get_num_threads()} threads"
     if args.distributed:
@@ -131,7 +148,7 @@ def _train(args, lr, fit, rank):
     print(
         f"training: {args.epochs} epochs, batch size {args.batch_size}, "
         + ", ".join(f"{k} {v}" for k, v in opt.items())
-        + f", lr {lr}, weight decay {args.weight_decay}, seed {args.seed}, {where}"
+        + f", lr {lr}, weight decay {weight_decay}, seed {args.seed}, {where}"
     )
     validation = None if Xte is None else (apply_scaler(Xte, scaler), yte)
     from fastbp.callbacks import ProgressBar
@@ -148,7 +165,7 @@ def _train(args, lr, fit, rank):
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=lr,
-        weight_decay=args.weight_decay,
+        weight_decay=weight_decay,
         validation_data=validation,
         callbacks=callbacks,
         **opt,

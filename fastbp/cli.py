@@ -69,6 +69,7 @@ _positive_int = _number(int, 1, what="a positive integer")
 _nonneg_int = _number(int, 0, what="an integer >= 0")
 _nonneg_float = _number(float, 0.0, what="a finite number >= 0")
 _fraction = _number(float, 0.0, 1.0, what="a number in [0, 1)")
+_positive_float = _number(float, 1e-300, what="a finite number > 0")
 
 
 def _init(text):
@@ -166,15 +167,30 @@ def build_parser():
                    metavar="N", help="samples per gradient step (default: %(default)s)")
     t.add_argument("--lr", type=_nonneg_float, metavar="LR",
                    help=f"learning rate (default: {RECIPE['lr_sgd']} for sgd, "
-                   f"{RECIPE['lr_adam']} for adam)")
+                   f"{RECIPE['lr_adam']} for adam, adamw and rmsprop)")
     t.add_argument("--optimizer", choices=OPTIMIZER, default="sgd",
-                   help="optimizer, with torch.optim semantics (default: %(default)s)")
+                   help="optimizer, with the semantics of torch.optim's SGD, Adam, AdamW "
+                   "and RMSprop (default: %(default)s)")
     t.add_argument("--momentum", type=_nonneg_float, metavar="M",
-                   help=f"SGD momentum; sgd only (default: {RECIPE['momentum']})")
+                   help=f"momentum; sgd and rmsprop only (default: {RECIPE['momentum']} "
+                   "for sgd, 0 for rmsprop)")
     t.add_argument("--nesterov", action="store_true",
                    help="Nesterov momentum; sgd only (default: off)")
-    t.add_argument("--weight-decay", type=_nonneg_float, default=0.0, metavar="WD",
-                   help="L2 weight decay on every parameter (default: %(default)s)")
+    t.add_argument("--alpha", type=_number(float, 0.0, 1.0 + 1e-12, "a number in [0, 1]"),
+                   metavar="A", help="RMSprop's smoothing constant of the mean square; "
+                   "rmsprop only (default: 0.99)")
+    t.add_argument("--centered", action="store_true",
+                   help="centered RMSprop; rmsprop only (default: off)")
+    t.add_argument("--weight-decay", type=_nonneg_float, metavar="WD",
+                   help="weight decay of every parameter: added to the gradient (sgd, "
+                   "adam, rmsprop) or decoupled (adamw) (default: 0, 0.01 for adamw "
+                   "as torch)")
+    t.add_argument("--clip-norm", type=_positive_float, metavar="C",
+                   help="clip each batch's gradient to this global L2 norm, as "
+                   "torch.nn.utils.clip_grad_norm_ (default: no clipping)")
+    t.add_argument("--clip-value", type=_positive_float, metavar="C",
+                   help="clip each element of each batch's gradient to [-C, C], as "
+                   "torch.nn.utils.clip_grad_value_ (default: no clipping)")
     t.add_argument("--dtype", choices=DTYPES,
                    default=RECIPE["dtype"],
                    help="floating-point type of the model (default: %(default)s)")

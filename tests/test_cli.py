@@ -38,7 +38,11 @@ TRAIN_OPTIONS = [
     "--optimizer",
     "--momentum",
     "--nesterov",
+    "--alpha",
+    "--centered",
     "--weight-decay",
+    "--clip-norm",
+    "--clip-value",
     "--dtype",
     "--seed",
     "--threads",
@@ -458,6 +462,26 @@ def test_threads_option_restores_thread_count(capsys, tmp_path, blobs_npz):
     assert numba.get_num_threads() == before
 
 
+@pytest.mark.parametrize("options,shown", [
+    (["--optimizer", "adamw"], "optimizer adamw, lr 0.001, weight decay 0.01"),
+    (["--optimizer", "rmsprop", "--centered", "--momentum", "0.5", "--alpha", "0.9",
+      "--clip-norm", "1.0"],
+     "optimizer rmsprop, momentum 0.5, centered True, alpha 0.9, clip_norm 1.0"),
+    (["--clip-value", "0.5", "--weight-decay", "0.001"],
+     "nesterov False, clip_value 0.5, lr 0.05, weight decay 0.001")])
+def test_train_with_adamw_rmsprop_and_clipping(capsys, tmp_path, blobs_npz, options, shown):
+    """The optimizer options reach fit (the model file's settings say so) and the
+    run reports them."""
+    status, out, err = run(capsys, "train", "--data", blobs_npz, *SMALL, *options,
+                           "--output-model", tmp_path / "m.npz")
+    assert status == 0, err
+    assert shown in out
+    settings = fastbp.Model.load(tmp_path / "m.npz")._optimizer.settings
+    assert settings.kind == options[1] if options[0] == "--optimizer" else "sgd"
+    if "--centered" in options:
+        assert settings.centered and settings.alpha == 0.9 and settings.momentum == 0.5
+
+
 # ---------------------------------------------------------------------------- --plot
 
 
@@ -588,7 +612,13 @@ BAD_ARGUMENTS = [  # (id, command line, expected in the message); {tmp} is tmp_p
     ("init", "train --init glorot", "argument --init"),
     ("fraction", "train --test-fraction 1.5", "argument --test-fraction"),
     ("threads", "train --threads 10000", "--threads"),
-    ("adam-momentum", "train --optimizer adam --momentum 0.5", "sgd only"),
+    ("adam-momentum", "train --optimizer adam --momentum 0.5", "sgd and rmsprop only"),
+    ("adamw-nesterov", "train --optimizer adamw --nesterov", "sgd only"),
+    ("alpha-sgd", "train --alpha 0.9", "rmsprop only"),
+    ("centered-adam", "train --optimizer adam --centered", "rmsprop only"),
+    ("alpha-range", "train --optimizer rmsprop --alpha 1.5", "argument --alpha"),
+    ("clip-zero", "train --clip-norm 0", "argument --clip-norm"),
+    ("clip-both", "train --clip-norm 1 --clip-value 1", "exclusive"),
     ("missing-file", "train --data {tmp}/missing.npz", "missing.npz"),
     ("unknown-type", "train --data {tmp}/data.parquet", "unknown data file type"),
     ("float-labels", "train --data {tmp}/float-labels.csv", "class labels (integers or names)"),
