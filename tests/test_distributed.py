@@ -169,6 +169,10 @@ EVERY_OPTIMIZER = [
     dict(epochs=3, batch_size=20, optimizer="sgd", weighted=True, l2=0.3),
     dict(epochs=3, batch_size=20, optimizer="adam", weighted=True, l2=0.3),
     dict(epochs=1, batch_size=1, optimizer="sgd", momentum=0.5),
+    dict(epochs=3, batch_size=20, optimizer="adamw", weighted=True, l2=0.3, clip_norm=0.05),
+    dict(epochs=3, batch_size=32, optimizer="rmsprop", centered=True, momentum=0.5,
+         clip_value=0.01),
+    dict(epochs=1, batch_size=1, optimizer="rmsprop", clip_norm=0.1),
 ]
 
 
