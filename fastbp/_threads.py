@@ -12,6 +12,7 @@ import numba
 import numpy as np
 
 from fastbp.kernels import train as ktrain
+from fastbp.kernels import update as kupdate
 
 
 @contextlib.contextmanager
@@ -241,7 +242,9 @@ def run_region(parallel, mode, want_loss, params, buf1, buf2, layout, codes, hyp
     if parallel:
         n_batches = -(-order.shape[0] // batch_size)
         slots, size = ktrain.sync_size(layout, n_parts, n_batches)
-    total = np.array([start], dtype=np.float64)
+    # total[0]: the loss sum; then the CLIP phase's partial sums (kernels/update.py)
+    total = np.zeros(1 + (layout.shape[1] - 1) * kupdate.CLIP_CHUNKS, dtype=np.float64)
+    total[0] = start
     args = (np.bool_(not parallel), np.int64(n_parts), np.int64(mode), np.bool_(want_loss),
             np.int64(slots), params, buf1, buf2, layout, codes, hyper, np.int64(step), X, T,
             order, weights, np.int64(batch_size), acts, zs, deltas, losses, grads, sums, out,

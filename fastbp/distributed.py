@@ -403,9 +403,18 @@ class _Replicated(_training._Loop):
         model, opt, hyper = self.model, self.model._optimizer, self.hyper
         l2 = hyper[H_L2]
         spans = [(0, model.params.size, 0.0)]
-        if kupdate.clipping(hyper):  # as the region's CLIP phase: L2 folded in, then clip
-            kupdate.clip_sums(model.params, grad, count, hyper, model._layout)
-        elif l2 != 0.0:
+        if kupdate.clipping(hyper):  # the region's CLIP and UPDATE phases, serially
+            partials = np.array([kupdate.clip_squares(model.params, grad, hyper, model._layout, c)
+                                 for c in range(kupdate.clip_slots(model._layout))])
+            coef = kupdate.clip_coef(partials, count, hyper)
+            for l in range(1, len(model.sizes)):
+                w_off, b_off = model._layout[WOFF, l], model._layout[BOFF, l]
+                b0, b1 = (b_off, b_off + model.sizes[l]) if model.bias else (0, 0)
+                kupdate.clip_update(model.params, grad, count, opt.buf1, opt.buf2, hyper,
+                                    opt.step, coef, w_off,
+                                    w_off + model.sizes[l] * model.sizes[l - 1], b0, b1)
+            return
+        if l2 != 0.0:
             spans = []
             for l in range(1, len(model.sizes)):
                 w_off = model._layout[WOFF, l]

@@ -39,7 +39,7 @@ from fastbp.kernels.codes import H_HUBER, H_L2, H_LR, H_WD, SOFTMAX
 from fastbp.kernels.intrinsics import prefetch
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
-from fastbp.kernels.update import plain_sgd, update_range
+from fastbp.kernels.update import clip_update, plain_sgd, update_range
 
 # How far ahead the gather asks for rows of X: at least PREFETCH_ROWS rows and
 # PREFETCH_BYTES of them, so that short rows (64 float32: ~20 ns to copy) still
@@ -239,20 +239,20 @@ def _rows_part(task, parts, params, layout, n, rows, acts, deltas, grads, buf1,
 
 
 @jit_serial
-def _update_part(task, parts, params, layout, grads, buf1, buf2, hyper, step, count, cuts):
-    """The optimizer step of part c of the rows of W^l and their biases (task as in
-    ``_rows_part``), from the clipped gradient sums in ``grads`` (update.clip_sums
-    has folded the L2 penalty in: no L2 term here)."""
+def _update_part(task, parts, params, layout, grads, buf1, buf2, hyper, step, count, coef,
+                 cuts):
+    """With clipping: the optimizer step of part c of the rows of W^l and their
+    biases (task as in ``_rows_part``), from the gradient sums and the clip factor
+    ``coef`` (update.clip_update)."""
     n_layers = layout.shape[1] - 1
     l = task % n_layers + 1
     n_in, n_out = layout[SIZE, l - 1], layout[SIZE, l]
     r0, r1 = _bounds(task // n_layers, n_out, parts, cuts)
     w_off, b_off = layout[WOFF, l], layout[BOFF, l]
-    update_range(params, grads, count, buf1, buf2, hyper, step, 0.0, w_off + r0 * n_in,
-                 w_off + r1 * n_in)
-    if b_off >= 0:
-        update_range(params, grads, count, buf1, buf2, hyper, step, 0.0, b_off + r0,
-                     b_off + r1)
+    b0 = b_off + r0 if b_off >= 0 else 0
+    b1 = b_off + r1 if b_off >= 0 else 0
+    clip_update(params, grads, count, buf1, buf2, hyper, step, coef, w_off + r0 * n_in,
+                w_off + r1 * n_in, b0, b1)
 
 
 @jit_serial

@@ -27,10 +27,12 @@ of tasks:
     ROWS     L * parts tasks, part-major (task = c L + l - 1): part c of the rows
              of W^l, gradient and update (GRADIENTS: added into the sums; PASS:
              none); then one more task adding the batch's losses in sample order
-    CLIP     only when TRAIN clips the gradient (``update.clipping``; ROWS then
-             leaves the update out): one task, the clipping of the whole
-             gradient (``update.clip_sums``: its norm needs every part)
-    UPDATE   with CLIP: L * parts tasks as in ROWS, the update of those rows
+    CLIP     only when TRAIN clips by norm (``update.clipping``; ROWS then leaves
+             the update out): L * CLIP_CHUNKS tasks, the squares of fixed chunks
+             of the gradient (``update.clip_squares``) into total[1 + task] (cut
+             alike at any thread count: the norm's bits never depend on it)
+    UPDATE   when clipping: L * parts tasks as in ROWS, the step of those rows
+             (``update.clip_update``; each task adds the CLIP partials in order)
 
 ``sync`` (int64, ``sync_size`` zeros per batch) holds per batch a done count
 per phase, a claim flag per task and the cycles each part took. Each task has an
@@ -81,7 +83,7 @@ from fastbp.kernels.batch import (
     _samples_part,
     _update_part,
 )
-from fastbp.kernels.codes import H_HUBER, H_L2
+from fastbp.kernels.codes import H_CLIP_NORM, H_HUBER, H_L2
 from fastbp.kernels.forward import forward_sample
 from fastbp.kernels.intrinsics import (
     claim,
@@ -92,7 +94,7 @@ from fastbp.kernels.intrinsics import (
     spin_pause,
 )
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
-from fastbp.kernels.update import clip_sums, clipping
+from fastbp.kernels.update import clip_coef, clip_slots, clip_squares, clipping
 
 
 @jit_serial
@@ -161,7 +163,8 @@ def sync_size(layout, parts, n_batches):
     """(slots per batch, int64 counters in all) of a region of ``parts`` threads:
     per batch a done count per phase, a claim flag per task and the cycles each
     part took."""
-    slots = N_PHASES + 3 * parts + 2 * (layout.shape[1] - 1) * parts + 2 + parts
+    slots = (N_PHASES + 3 * parts + 2 * (layout.shape[1] - 1) * parts + 1
+             + clip_slots(layout) + parts)
     return slots, slots * n_batches
 
 
@@ -170,6 +173,8 @@ def _owner(phase, c, parts, n_layers):
     """The thread that should run task c of ``phase``: its part's."""
     if phase == ROWS or phase == UPDATE:
         return min(c // n_layers, parts - 1)  # part-major tasks; the loss sum: the last
+    if phase == CLIP:
+        return c % parts
     return c
 
 
@@ -222,6 +227,8 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
     n_layers = layout.shape[1] - 1
     want_delta = mode != PASS
     clip = mode == TRAIN and clipping(hyper)
+    by_norm = clip and hyper[H_CLIP_NORM] > 0.0
+    partials = total[1 : 1 + clip_slots(layout)]  # the CLIP phase's sums of squares
     n_out = layout[SIZE, n_layers]
     last = rows * layout[UNIT, n_layers]
     # This thread's copy of the cuts (every copy holds the same); alone: none, equal
@@ -242,11 +249,13 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
             if phase == ROWS:  # a task per part and layer, then the loss sum
                 n_tasks = (n_layers * parts if want_delta else 0) + 1
             elif phase == CLIP:
-                n_tasks = 1
+                n_tasks = clip_slots(layout)
             elif phase == UPDATE:
                 n_tasks = n_layers * parts
-            # FIRST: nets with a hidden layer only; CLIP and UPDATE: when clipping
-            if (phase == FIRST and n_layers == 1) or (phase >= CLIP and not clip):
+            # FIRST: nets with a hidden layer only; CLIP: when clipping by norm;
+            # UPDATE: when clipping
+            if ((phase == FIRST and n_layers == 1) or (phase == CLIP and not by_norm)
+                    or (phase == UPDATE and not clip)):
                 flags += n_tasks
                 continue
             done = slots * b + phase
@@ -284,14 +293,14 @@ def region(me, alone, parts, mode, want_loss, slots, params, buf1, buf2, layout,
                                 for k in range(n_out):
                                     out[first + s, k] = acts[last + s * n_out + k]
                     elif phase == CLIP:
-                        part = parts  # no part's work
-                        if count > 0.0:
-                            clip_sums(params, grads, count, hyper, layout)
+                        part = c % parts
+                        partials[c] = clip_squares(params, grads, hyper, layout, c)
                     elif phase == UPDATE:
                         part = c // n_layers
                         if count > 0.0:
                             _update_part(c, parts, params, layout, grads, buf1, buf2, hyper,
-                                         step + b + 1, count, cuts)
+                                         step + b + 1, count,
+                                         clip_coef(partials, count, hyper), cuts)
                     elif c < n_tasks - 1:
                         part = c // n_layers
                         _rows_part(c, parts, params, layout, n, rows, acts, deltas, grads,
