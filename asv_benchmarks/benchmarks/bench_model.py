@@ -30,6 +30,34 @@ class FitEpoch:
     # peakmem of fit: bench_grid.GridFit (data from setup_cache, not counted here)
 
 
+OPTIMIZERS = {"sgd": dict(optimizer="sgd", lr=0.01), "adam": dict(optimizer="adam", lr=1e-3),
+              "adamw": dict(optimizer="adamw", lr=1e-3),
+              "rmsprop": dict(optimizer="rmsprop", lr=1e-3),
+              "rmsprop-centered-momentum": dict(optimizer="rmsprop", lr=1e-3, centered=True,
+                                                momentum=0.9)}
+CLIPS = {"none": {}, "norm": dict(clip_norm=1.0), "value": dict(clip_value=0.1)}
+
+
+class FitOptimizer:
+    """An epoch of 784-256-128-10 at batch 32 under each optimizer, with and
+    without clipping: the update pass's and the clip's share of an epoch (the
+    'sgd'/'none' row is the baseline, in the same run)."""
+
+    params = (list(OPTIMIZERS), list(CLIPS))
+    param_names = ["optimizer", "clip"]
+
+    def setup(self, optimizer, clip):
+        self.sizes = SIZES[1]
+        self.X, self.Y = make_data(2048, self.sizes, "float32", seed=0)
+        self.model = fastbp.Model(self.sizes, hidden="relu", output="softmax",
+                                  loss="cross_entropy", seed=0)
+        self.kwargs = dict(OPTIMIZERS[optimizer], **CLIPS[clip], batch_size=32)
+        self.model.fit(self.X[:64], self.Y[:64], **self.kwargs)  # warm-up
+
+    def time_fit_epoch(self, optimizer, clip):
+        self.model.fit(self.X, self.Y, **self.kwargs)
+
+
 class Predict:
     params = (SIZE_IDS, ["float32", "float64"])
     param_names = ["sizes", "dtype"]
