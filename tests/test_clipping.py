@@ -212,3 +212,30 @@ def test_a_norm_clip_that_never_binds_changes_no_bit(opt_id, batch_size):
     clipped.fit(X, T, epochs=2, batch_size=batch_size, l2=0.1, clip_norm=1e6,
                 **OPTIMIZERS[opt_id])
     assert np.array_equal(clipped.params, plain.params)
+
+
+@pytest.mark.parametrize("opt_id", ["adamw", "rmsprop"])
+def test_schedules_and_callbacks_drive_the_new_optimizers_as_torch(opt_id, tmp_path):
+    """StepLR halves the rate each epoch (AdamW's decay lr wd follows it, as torch's
+    does), with clipping on; a checkpoint callback saves state that resumes."""
+    from fastbp.callbacks import ModelCheckpoint
+    from fastbp.schedules import StepLR
+
+    fit_kwargs, opt_cls, opt_kwargs = TORCH_OPTS[opt_id]
+    X, T = torch_data("softmax", "cross_entropy", seed=8)
+    model = torch_model("tanh", "softmax", "cross_entropy", "float64", seed=8)
+    net = TorchMLP(model)
+    history = model.fit(X, T, epochs=3, batch_size=4, shuffle=False, clip_norm=0.05,
+                        lr_schedule=StepLR(1, gamma=0.5), **fit_kwargs,
+                        callbacks=[ModelCheckpoint(str(tmp_path / "ck.npz"))])
+    opt = opt_cls(net.parameters(), **opt_kwargs)
+    sched = torch.optim.lr_scheduler.StepLR(opt, 1, gamma=0.5)
+    for _ in range(3):
+        torch_train(net, X, T, 4, 1, None, None, "float64", optimizer=opt,
+                    clip=lambda params: torch.nn.utils.clip_grad_norm_(list(params), 0.05))
+        sched.step()
+    assert history.history["lr"] == [0.01, 0.005, 0.0025]
+    np.testing.assert_allclose(model.params, net.flat(), **TRAJ_TOL["float64"])
+    saved = fastbp.Model.load(tmp_path / "ck.npz")
+    assert np.array_equal(saved.params, model.params)
+    assert np.array_equal(saved._optimizer.buf2, model._optimizer.buf2)
