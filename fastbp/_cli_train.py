@@ -121,7 +121,8 @@ def _train(args, lr, fit, rank):
         )
     names = ("hidden", "output", "loss", "init", "dtype", "seed")
     sizes = [Xtr.shape[1], *args.hidden_sizes, n_out]
-    model = Model(sizes, **{name: getattr(args, name) for name in names})
+    extra = {} if args.huber_delta is None else {"huber_delta": args.huber_delta}
+    model = Model(sizes, **{name: getattr(args, name) for name in names}, **extra)
     opt = {"optimizer": args.optimizer}
     if args.optimizer == "sgd":
         momentum = RECIPE["momentum"] if args.momentum is None else args.momentum

@@ -10,6 +10,7 @@ written once, in :mod:`fastbp.kernels.codes`; optimizer names in :mod:`fastbp.op
 from fastbp.kernels.codes import (
     CROSS_ENTROPY,
     EXP,
+    HUBER,
     LEAKY_RELU,
     LINEAR,
     MSE,
@@ -29,13 +30,14 @@ HIDDEN = {
 }
 OUTPUT = {"linear": LINEAR, "sigmoid": SIGMOID, "softmax": SOFTMAX, "tanh": TANH,
           "exp": EXP}
-LOSS = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON}
+LOSS = {"mse": MSE, "cross_entropy": CROSS_ENTROPY, "poisson": POISSON, "huber": HUBER}
 INIT = ("xavier", "he", "normal", "uniform", "zeros")
 DTYPES = ("float32", "float64")
 
 # Outputs that cross_entropy fits: for both, delta^L = a^L - t.
 CROSS_ENTROPY_OUTPUTS = ("softmax", "sigmoid")
-# poisson (the half Poisson deviance) and the exp output go together (delta^L = a^L - t).
+# poisson (the half Poisson deviance) and the exp output go together (delta^L = a^L - t);
+# huber (torch's HuberLoss) takes a linear output (delta^L = a^L - t clamped to +-delta).
 
 # Optimizer names, settings and their defaults: fastbp.optim.
 

@@ -155,8 +155,11 @@ def build_parser():
     t.add_argument("--output", choices=OUTPUT, default=RECIPE["output"],
                    help="output activation (default: %(default)s)")
     t.add_argument("--loss", choices=LOSS, default=RECIPE["loss"],
-                   help="loss; cross_entropy needs a softmax or sigmoid output "
-                   "(default: %(default)s)")
+                   help="loss; cross_entropy needs a softmax or sigmoid output, poisson "
+                   "the exp output, huber the linear output (default: %(default)s)")
+    t.add_argument("--huber-delta", type=_positive_float, metavar="D",
+                   help="where the huber loss turns from quadratic to linear; --loss "
+                   "huber only (default: 1.0)")
     t.add_argument("--init", type=_init, default=RECIPE["init"], metavar="INIT",
                    help=f"weight initialisation: {', '.join(INIT)}, or a number for "
                    "every weight (default: %(default)s)")

@@ -14,7 +14,7 @@ from fastbp import callbacks as fcallbacks
 from fastbp import schedules as fschedules
 from fastbp._training import History, TrainingDivergedError
 from fastbp.kernels import forward as kforward
-from fastbp.kernels.codes import N_HYPER
+from fastbp.kernels.codes import H_HUBER, N_HYPER
 from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
 from fastbp.kernels.train import GRADIENTS, PASS
 
@@ -39,16 +39,20 @@ class Model:
         Layer widths ``[n_in, h1, ..., n_out]``, at least two entries >= 1.
     hidden : {"sigmoid", "tanh", "relu", "leaky_relu", "linear"}
     output : {"linear", "sigmoid", "softmax", "tanh", "exp"}
-    loss : {"mse", "cross_entropy", "poisson"}
+    loss : {"mse", "cross_entropy", "poisson", "huber"}
         cross_entropy needs a softmax or sigmoid output; poisson (the half Poisson
         deviance, sum t log(t / a) - t + a, as scikit-learn's) goes with the exp
-        output only, and needs targets >= 0.
+        output only, and needs targets >= 0; huber (torch's HuberLoss, summed over
+        the outputs: 1/2 x^2 for |x| < huber_delta, else huber_delta (|x| -
+        huber_delta / 2), x = a - t) with the linear output only.
     init : {"xavier", "he", "normal", "uniform", "zeros"} or float
         Weight initialisation; a float sets every weight to it. Biases start at 0.
     bias : bool
     dtype : {"float32", "float64"}
     seed : int or None
         Seeds the initial weights and the shuffling stream.
+    huber_delta : float > 0, default 1.0
+        Where the huber loss turns from quadratic to linear (loss="huber" only).
 
     Attributes
     ----------
@@ -81,7 +85,7 @@ class Model:
     stop_training = False
 
     def __init__(self, sizes, *, hidden="sigmoid", output="linear", loss="mse",
-                 init="xavier", bias=True, dtype="float32", seed=None):
+                 init="xavier", bias=True, dtype="float32", seed=None, huber_delta=1.0):
         self.sizes = v.check_sizes(sizes)
         self.hidden = v.check_choice("hidden", hidden, _codes.HIDDEN)
         self.output = v.check_choice("output", output, _codes.OUTPUT)
@@ -93,6 +97,11 @@ class Model:
         if (self.loss_name == "poisson") != (self.output == "exp"):
             raise ValueError("loss='poisson' and output='exp' (its log link) go together, "
                              f"got output={output!r}, loss={loss!r}")
+        self.huber_delta = v.check_positive_float("huber_delta", huber_delta)
+        if self.loss_name == "huber" and self.output != "linear":
+            raise ValueError(f"loss='huber' needs output='linear', got output={output!r}")
+        if self.loss_name != "huber" and self.huber_delta != 1.0:
+            raise ValueError(f"huber_delta applies to loss='huber' only, got loss={loss!r}")
         if self.output == "softmax" and self.sizes[-1] < 2:
             raise ValueError("output='softmax' needs at least 2 outputs (sizes[-1] >= 2)")
         self.init = v.check_init(init)
@@ -125,6 +134,7 @@ class Model:
 
     def __setstate__(self, state):
         state.setdefault("metadata", {})  # pickled before metadata existed
+        state.setdefault("huber_delta", 1.0)  # or before the huber loss
         vars(self).update(state)
         self.params = _buffers.line_aligned_copy(self.params)  # line-aligned, as built
         self._make_views()
@@ -178,7 +188,9 @@ class Model:
     def __repr__(self):
         return (
             f"Model({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, "
-            f"loss={self.loss_name!r}, bias={self.bias}, dtype={self.dtype.name!r})"
+            f"loss={self.loss_name!r}, bias={self.bias}, dtype={self.dtype.name!r}"
+            + (f", huber_delta={self.huber_delta!r}" if self.loss_name == "huber" else "")
+            + ")"
         )
 
     def _kernel_hyper(self, hyper=None):
@@ -187,6 +199,7 @@ class Model:
         trains nothing) with the model's own slots filled in. Every region and online
         call gets its ``hyper`` from here."""
         hyper = np.zeros(N_HYPER) if hyper is None else hyper
+        hyper[H_HUBER] = self.huber_delta
         return hyper
 
     # -- conversion at the boundary -------------------------------------------
@@ -519,6 +532,7 @@ class Model:
             "sizes": list(self.sizes), "hidden": self.hidden, "output": self.output,
             "loss": self.loss_name, "init": self.init, "bias": self.bias,
             "dtype": self.dtype.name, "seed": self.seed,
+            **({"huber_delta": self.huber_delta} if self.loss_name == "huber" else {}),
         }
 
     def save(self, path):

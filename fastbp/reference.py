@@ -32,7 +32,9 @@ name, hidden, output : str
     An activation: "sigmoid", "tanh", "relu", "leaky_relu", "linear" (hidden)
     or "linear", "sigmoid", "softmax", "tanh" (output).
 loss : str
-    "mse" or "cross_entropy".
+    "mse", "cross_entropy", "poisson" or "huber".
+huber_delta : float
+    The huber loss's delta (torch's HuberLoss ``delta``); other losses ignore it.
 sample_weight : array-like of shape (n,) or None
     Weights >= 0 of the samples (None: all 1).
 l2 : float
@@ -115,11 +117,17 @@ def forward(Ws, bs, x, hidden, output):
     return zs, a
 
 
-def sample_loss(a_out, t, output, loss):
+def sample_loss(a_out, t, output, loss, huber_delta=1.0):
     """Per-sample loss: mse 1/2 ||a - t||^2; cross-entropy as in DESIGN.md; poisson
-    the half Poisson deviance sum_k [t_k log(t_k / a_k) - t_k + a_k] (0 log 0 = 0)."""
+    the half Poisson deviance sum_k [t_k log(t_k / a_k) - t_k + a_k] (0 log 0 = 0);
+    huber sum_k of 1/2 x_k^2 where |x_k| < huber_delta, else
+    huber_delta (|x_k| - huber_delta / 2), x = a - t (torch's HuberLoss)."""
     if loss == "mse":
         return 0.5 * np.sum((a_out - t) ** 2)
+    if loss == "huber":
+        x = np.abs(a_out - t)
+        return np.sum(np.where(x < huber_delta, 0.5 * x**2,
+                               huber_delta * (x - 0.5 * huber_delta)))
     if loss == "poisson":
         t_log_t = np.where(t > 0, t * np.log(np.where(t > 0, t, 1.0)), 0.0)
         return np.sum(t_log_t - t * np.log(a_out) - t + a_out)
@@ -128,8 +136,10 @@ def sample_loss(a_out, t, output, loss):
     return -np.sum(t * np.log(a_out) + (1.0 - t) * np.log(1.0 - a_out))
 
 
-def output_delta(a_out, z_out, t, output, loss):
+def output_delta(a_out, z_out, t, output, loss, huber_delta=1.0):
     """delta^L for one sample."""
+    if loss == "huber":  # linear output: dC/da = a - t, clamped to +-huber_delta
+        return np.clip(a_out - t, -huber_delta, huber_delta)
     if loss in ("cross_entropy", "poisson"):
         return a_out - t  # softmax or sigmoid with cross-entropy; exp with poisson
     if output == "softmax":
@@ -140,11 +150,11 @@ def output_delta(a_out, z_out, t, output, loss):
     return (a_out - t) * activation_derivative(output, z_out)
 
 
-def backprop(Ws, bs, x, t, hidden, output, loss):
+def backprop(Ws, bs, x, t, hidden, output, loss, huber_delta=1.0):
     """Gradients (dWs, dbs) of the loss of ONE sample, by the delta recursion."""
     zs, a = forward(Ws, bs, x, hidden, output)
     n_layers = len(Ws)
-    delta = output_delta(a[-1], zs[-1], t, output, loss)
+    delta = output_delta(a[-1], zs[-1], t, output, loss, huber_delta)
     dWs, dbs = [None] * n_layers, [None] * n_layers
     for l in reversed(range(n_layers)):
         dWs[l] = np.outer(delta, a[l])  # dC/dW^l = delta^l (a^(l-1))^T
@@ -154,7 +164,8 @@ def backprop(Ws, bs, x, t, hidden, output, loss):
     return dWs, (dbs if bs is not None else None)
 
 
-def gradients(Ws, bs, X, T, hidden, output, loss, sample_weight=None, l2=0.0):
+def gradients(Ws, bs, X, T, hidden, output, loss, sample_weight=None, l2=0.0,
+              huber_delta=1.0):
     """Mean over the rows of X, T of the per-sample gradients; with
     ``sample_weight`` s the weighted mean sum_i s_i g_i / sum_i s_i. ``l2`` adds
     the gradient of the penalty l2/2 ||W||^2 / sum_i s_i (weights only, not
@@ -163,7 +174,7 @@ def gradients(Ws, bs, X, T, hidden, output, loss, sample_weight=None, l2=0.0):
     dWs = [np.zeros_like(W) for W in Ws]
     dbs = [np.zeros_like(b) for b in bs] if bs is not None else None
     for x, t, s_i in zip(X, T, s):
-        gW, gb = backprop(Ws, bs, x, t, hidden, output, loss)
+        gW, gb = backprop(Ws, bs, x, t, hidden, output, loss, huber_delta)
         for l in range(len(Ws)):
             dWs[l] += s_i * gW[l]
             if bs is not None:
@@ -173,13 +184,13 @@ def gradients(Ws, bs, X, T, hidden, output, loss, sample_weight=None, l2=0.0):
             ([g / total for g in dbs] if bs is not None else None))
 
 
-def mean_loss(Ws, bs, X, T, hidden, output, loss, sample_weight=None):
+def mean_loss(Ws, bs, X, T, hidden, output, loss, sample_weight=None, huber_delta=1.0):
     """Mean per-sample loss over the rows of X, T (weighted by ``sample_weight``)."""
     s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     total = 0.0
     for x, t, s_i in zip(X, T, s):
         _, a = forward(Ws, bs, x, hidden, output)
-        total += s_i * sample_loss(a[-1], t, output, loss)
+        total += s_i * sample_loss(a[-1], t, output, loss, huber_delta)
     return total / s.sum()
 
 
@@ -277,7 +288,7 @@ def clip_gradient(g, clip_norm=None, clip_value=None):
 def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
           optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
           sample_weight=None, l2=0.0, betas=(0.9, 0.999), eps=1e-8, eps_mode="torch",
-          alpha=0.99, centered=False, clip_norm=None, clip_value=None):
+          alpha=0.99, centered=False, clip_norm=None, clip_value=None, huber_delta=1.0):
     """Mini-batch training from flat parameters ``p``: one epoch per index array in
     ``orders``, batches taken in that order with a final partial batch, the batch
     gradient the (``sample_weight``-weighted) mean over its samples plus the
@@ -295,7 +306,8 @@ def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
             if s[idx].sum() == 0:
                 continue
             Ws, bs = unflatten(p, sizes, bias)
-            dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss, s[idx], l2)
+            dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss, s[idx], l2,
+                                 huber_delta)
             g = clip_gradient(flatten(dWs, dbs), clip_norm, clip_value)
             if optimizer == "sgd":
                 p, buf = sgd_step(p, g, buf, lr, momentum, nesterov, weight_decay)

@@ -14,6 +14,7 @@ from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.codes import (
     CROSS_ENTROPY,
     EXP,
+    HUBER,
     LEAKY_RELU,
     LEAKY_SLOPE,
     POISSON,
@@ -135,7 +136,10 @@ def losses_and_deltas(zs, acts, deltas, start, n, s0, s1, T, order, first, losse
     sigmoid: -sum [t log a + (1 - t) log(1 - a)] with log a = -softplus(-z),
     log(1 - a) = -softplus(z). Both cross-entropies: delta^L = a - t. poisson (exp
     output, the half Poisson deviance): sum [t log(t / a) - t + a] with
-    log a = z and 0 log 0 = 0, delta^L = a - t.
+    log a = z and 0 log 0 = 0, delta^L = a - t. huber (linear output, torch's
+    HuberLoss with delta ``huber``, summed over the outputs): 1/2 x^2 where
+    |x| < huber, else huber (|x| - huber / 2), for x = a - t; delta^L = x
+    clamped to +-huber.
     """
     one = deltas.dtype.type(1.0)
     if loss == CROSS_ENTROPY and output == SOFTMAX:
@@ -181,6 +185,21 @@ def losses_and_deltas(zs, acts, deltas, start, n, s0, s1, T, order, first, losse
             if want_delta:
                 for k in range(n):
                     deltas[o + k] = acts[o + k] - T[i, k]
+    elif loss == HUBER:  # linear output
+        bound = deltas.dtype.type(huber)
+        for s in range(s0, s1):
+            o, i = start + s * n, order[first + s]
+            total = 0.0
+            for k in range(n):
+                diff = acts[o + k] - T[i, k]
+                if abs(diff) < huber:
+                    total += 0.5 * diff * diff
+                else:
+                    total += huber * (abs(diff) - 0.5 * huber)
+            losses[s] = total
+            if want_delta:
+                for k in range(n):
+                    deltas[o + k] = min(max(acts[o + k] - T[i, k], -bound), bound)
     else:  # mse
         for s in range(s0, s1):
             o, i = start + s * n, order[first + s]

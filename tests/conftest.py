@@ -24,6 +24,7 @@ HEADS = [
     ("softmax", "cross_entropy"),
     ("sigmoid", "cross_entropy"),
     ("exp", "poisson"),
+    ("linear", "huber"),
 ]
 HEAD_IDS = [f"{o}-{lo}" for o, lo in HEADS]
 

@@ -38,6 +38,7 @@ TRAIN_OPTIONS = [
     "--optimizer",
     "--momentum",
     "--nesterov",
+    "--huber-delta",
     "--alpha",
     "--centered",
     "--weight-decay",
@@ -443,6 +444,13 @@ def test_train_on_everything_and_regression(capsys, tmp_path):
         capsys, "predict", tmp_path / "m.npz", "--data", tmp_path / "r.npz"
     )
     assert len(out.split()) == 40
+    status, out, err = run(capsys, "train", "--data", tmp_path / "r.npz", "--output",
+                           "linear", "--loss", "huber", "--huber-delta", "0.5",
+                           "--test-fraction", "0", *SMALL, "--lr", "0.01", "--output-model",
+                           tmp_path / "h.npz")
+    assert status == 0, err
+    assert "huber_delta=0.5" in out  # the model line
+    assert fastbp.Model.load(tmp_path / "h.npz").huber_delta == 0.5
 
 
 def test_threads_option_restores_thread_count(capsys, tmp_path, blobs_npz):
@@ -619,6 +627,9 @@ BAD_ARGUMENTS = [  # (id, command line, expected in the message); {tmp} is tmp_p
     ("alpha-range", "train --optimizer rmsprop --alpha 1.5", "argument --alpha"),
     ("clip-zero", "train --clip-norm 0", "argument --clip-norm"),
     ("clip-both", "train --clip-norm 1 --clip-value 1", "exclusive"),
+    ("huber-output", "train --data {tmp}/negative.csv --loss huber", "output='linear'"),
+    ("huber-delta-mse", "train --data {tmp}/negative.csv --output linear --loss mse "
+     "--huber-delta 2", "huber_delta applies to loss='huber' only"),
     ("missing-file", "train --data {tmp}/missing.npz", "missing.npz"),
     ("unknown-type", "train --data {tmp}/data.parquet", "unknown data file type"),
     ("float-labels", "train --data {tmp}/float-labels.csv", "class labels (integers or names)"),

@@ -39,6 +39,7 @@ HEADS = [  # (output, loss)
     ("softmax", "cross_entropy"),
     ("sigmoid", "cross_entropy"),
     ("exp", "poisson"),
+    ("linear", "huber"),
 ]
 HEAD_IDS = [f"{o}+{lo}" for o, lo in HEADS]
 
@@ -79,6 +80,7 @@ class TorchMLP(torch.nn.Module):
         self.dtype = TORCH_DTYPE[model.dtype.name]
         self.hidden, self.output = model.hidden, model.output
         self.loss_name = model.loss_name
+        self.huber_delta = model.huber_delta
         self.layers = torch.nn.ModuleList(
             torch.nn.Linear(n_in, n_out, bias=model.bias, dtype=self.dtype)
             for n_in, n_out in zip(model.sizes[:-1], model.sizes[1:])
@@ -105,6 +107,8 @@ class TorchMLP(torch.nn.Module):
         z = self.logits(x)
         if self.loss_name == "mse":  # 1/2 ||a - t||^2
             return 0.5 * F.mse_loss(ACTIVATION[self.output](z), t, reduction="sum") / n
+        if self.loss_name == "huber":  # torch's HuberLoss, summed over the outputs
+            return F.huber_loss(z, t, reduction="sum", delta=self.huber_delta) / n
         if self.loss_name == "poisson":  # sum_k [t_k log(t_k / a_k) - t_k + a_k]:
             # torch's exp(z) - t z, plus the constant t log t - t it leaves out
             constant = torch.special.xlogy(t, t) - t
@@ -335,3 +339,31 @@ def test_adam_betas_and_eps_match_torch(batch_size):
     default.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, optimizer="adam",
                 lr=0.01)
     assert np.abs(default.params - model.params).max() > 1e-4  # the settings mattered
+
+
+@pytest.mark.parametrize("batch_size", [1, 4], ids=["bs1", "bs4-partial"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPES)
+def test_huber_delta_matches_torch(dtype, batch_size):
+    """A huber_delta of 0.8, with residuals on both sides of it: loss, gradients and
+    an Adam trajectory equal torch's HuberLoss(delta=0.8)."""
+    X, T = make_data("linear", "huber", seed=5)
+    model = fastbp.Model(SIZES, hidden="tanh", loss="huber", huber_delta=0.8, dtype=dtype,
+                         seed=5)
+    residual = np.abs(model.predict(X) - T)
+    assert 0.2 < np.mean(residual < 0.8) < 0.8  # both branches of the loss are taken
+    net = TorchMLP(model)
+    x, t = as_torch(X, dtype), as_torch(T, dtype)
+    loss = net.loss(x, t)
+    loss.backward()
+    np.testing.assert_allclose(model.loss(X, T), loss.item(), **PASS_TOL[dtype])
+    dWs, _ = model.gradients(X, T)
+    np.testing.assert_allclose(dWs[0], net.layers[0].weight.grad.numpy(), **PASS_TOL[dtype])
+    start = model.params.copy()
+    model.fit(X, T, epochs=2, batch_size=batch_size, shuffle=False, optimizer="adam",
+              lr=0.01)
+    net.zero_grad()
+    torch_train(net, X, T, batch_size, 2, torch.optim.Adam, dict(lr=0.01), dtype)
+    assert np.abs(net.flat() - start).max() > 1e-3
+    np.testing.assert_allclose(model.params, net.flat(), **TRAJ_TOL[dtype])
+    default = fastbp.Model(SIZES, hidden="tanh", loss="huber", dtype=dtype, seed=5)
+    assert abs(default.loss(X, T) - model.loss(X, T)) > 1e-3  # the delta mattered
