@@ -97,11 +97,13 @@ def save(model, path):
             "rng_state": model._rng.bit_generator.state,
             "epochs_done": model.epochs_done,
             "lr_schedule": _schedule_state_for_file(model._schedule_state),
-            "metadata": _checked_metadata(model.metadata)}
+            "metadata": _checked_metadata(model.metadata),
+            "dropout_key": model._dropout_key}
     # the keys in format 1's order: optimizer and step after config
     meta = {key: meta[key] for key in ("format", "format_version", "fastbp_version",
                                        "config", "optimizer", "step", "rng_state",
-                                       "epochs_done", "lr_schedule", "metadata")}
+                                       "epochs_done", "lr_schedule", "metadata",
+                                       "dropout_key")}
     write_atomic(path, lambda fh: np.savez(fh, meta=np.array(json.dumps(meta)),
                                            params=model.params, **opt_arrays))
 
@@ -155,6 +157,11 @@ def load(cls, path):
             raise ValueError("bad epochs_done or lr_schedule")
         model._schedule_state = schedule
         model.metadata = meta.get("metadata", {})  # files from before it: none
+        # files from before dropout: the key the model's seed gives (a new one
+        # for a model without a seed; it never trained with dropout)
+        model._dropout_key = int(meta.get("dropout_key", model._dropout_key))
+        if not 0 <= model._dropout_key < 2**53:
+            raise ValueError("bad dropout_key")
         if not isinstance(model.metadata, dict):
             raise ValueError("bad metadata")
     except (TypeError, ValueError, KeyError) as exc:

@@ -15,7 +15,7 @@ import numpy as np
 from fastbp import _buffers, _threads, datasets
 from fastbp import _validation as v
 from fastbp.kernels import train as ktrain
-from fastbp.kernels.codes import H_LR
+from fastbp.kernels.codes import H_EPOCH, H_LR
 
 # Last spawn-key entry of the generator that draws ``validation_split`` (a child
 # of the shuffling stream's SeedSequence; "SPLT" in ASCII).
@@ -199,7 +199,7 @@ class _Loop:
         self.online = batch_size == 1 and not (settings.clip_norm or settings.clip_value)
         self.kernel = _epoch_kernel(model, batch_size, self.n, self.online)
         self.parallel = _threads.parallel(min(batch_size, self.n), model.sizes)
-        self.hyper = model._kernel_hyper(model._optimizer.settings.hyper(lr))
+        self.hyper = model._kernel_hyper(model._optimizer.settings.hyper(lr), train=True)
         # The first call's size, before any is measured: FLOPs at a modest rate, plus
         # the update of every parameter (Adam's sqrt and division: 1.4 ms a sample for
         # 300,000 parameters at batch 1, measured, against 52 us for SGD).
@@ -234,6 +234,7 @@ class _Loop:
         model then, and on any exception (``train``)."""
         model, opt = self.model, self.model._optimizer
         self.hyper[H_LR] = lr
+        self.hyper[H_EPOCH] = model.epochs_done  # the dropout masks' epoch
         order = model._rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         if self.rows is not None:
             order = self.rows[order]

@@ -311,6 +311,32 @@ def check_positive_float(name, value):
     return value
 
 
+def check_rate(name, value):
+    """A dropout rate: a real number in [0, 1)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a number in [0, 1), got {_describe(value)}")
+    value = float(value)
+    if not 0.0 <= value < 1.0:  # False for NaN too
+        raise ValueError(f"{name} must be a number in [0, 1), got {value}")
+    return value
+
+
+def check_dropout(value, n_hidden):
+    """``dropout``: one rate for every hidden layer, or a sequence of one rate per
+    hidden layer (``n_hidden`` of them); returns the tuple of rates."""
+    if isinstance(value, (str, bytes)) or not (hasattr(value, "__len__")
+                                              or isinstance(value, numbers.Real)):
+        raise TypeError(f"dropout must be a number in [0, 1) or a sequence of "
+                        f"{n_hidden} of them, got {_describe(value)}")
+    if not hasattr(value, "__len__"):
+        rate = check_rate("dropout", value)
+        return (rate,) * n_hidden
+    if len(value) != n_hidden:
+        raise ValueError(f"dropout must hold one rate per hidden layer ({n_hidden}), "
+                         f"got {len(value)}")
+    return tuple(check_rate(f"dropout[{i}]", rate) for i, rate in enumerate(value))
+
+
 def check_fraction(name, value):
     """A real number strictly between 0 and 1."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -63,7 +63,7 @@ import numpy as np
 from fastbp import _buffers, _threads, _training, optim
 from fastbp import _validation as v
 from fastbp.kernels import update as kupdate
-from fastbp.kernels.codes import H_L2, H_LR
+from fastbp.kernels.codes import H_EPOCH, H_L2, H_LR
 from fastbp.kernels.layout import BOFF, WOFF
 from fastbp.kernels.train import GRADIENTS
 
@@ -320,7 +320,6 @@ class _Replicated(_training._Loop):
         self._scratch, self._pool, self._owned = {}, [], []
         self.comm_seconds = 0.0
         self._grads = _buffers.line_aligned_zeros(model.params.size, model.dtype)
-        self._no_hyper = model._kernel_hyper()
 
     def warm_up(self):
         """Loads or compiles the kernels: rank 0 first, then the others from the
@@ -342,6 +341,7 @@ class _Replicated(_training._Loop):
     def epoch(self, epoch, lr, batch_callbacks):
         model = self.model
         self.hyper[H_LR] = lr
+        self.hyper[H_EPOCH] = model.epochs_done  # the dropout masks' epoch
         order = model._rng.permutation(self.n) if self.shuffle else np.arange(self.n)
         if self.rows is not None:
             order = self.rows[order]
@@ -447,7 +447,7 @@ class _Replicated(_training._Loop):
         weights = empty if self.all_weights is None else self.all_weights
         loss = _threads.run_region(
             _threads.parallel(m, model.sizes), GRADIENTS, True, model.params, empty, empty,
-            model._layout, model._codes, self._no_hyper, 0, self.Xc, self.T,
+            model._layout, model._codes, self.hyper, 0, self.Xc, self.T,
             np.ascontiguousarray(rows), weights, m, *scratch, self._grads, into, out)
         return loss, into
 

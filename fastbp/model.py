@@ -14,7 +14,7 @@ from fastbp import callbacks as fcallbacks
 from fastbp import schedules as fschedules
 from fastbp._training import History, TrainingDivergedError
 from fastbp.kernels import forward as kforward
-from fastbp.kernels.codes import H_HUBER, N_HYPER
+from fastbp.kernels.codes import H_DROP_KEY, H_HUBER, N_HYPER
 from fastbp.kernels.layout import BOFF, WOFF, make_layout, row_width
 from fastbp.kernels.train import GRADIENTS, PASS
 
@@ -53,6 +53,14 @@ class Model:
         Seeds the initial weights and the shuffling stream.
     huber_delta : float > 0, default 1.0
         Where the huber loss turns from quadratic to linear (loss="huber" only).
+    dropout : float in [0, 1) or sequence of them, default 0
+        Inverted dropout (``torch.nn.Dropout``) on the hidden layers' outputs, one
+        rate for all or one per hidden layer; ``input_dropout`` on the inputs.
+        Active in ``fit`` only. Each unit's keep/drop is a function of the
+        model's key (from ``seed``), the epoch, the sample's row in the data and
+        the unit (fastbp.kernels.dropout): the same masks at any thread count,
+        batch size or number of processes, saved and resumed with the model.
+    input_dropout : float in [0, 1), default 0
 
     Attributes
     ----------
@@ -85,7 +93,8 @@ class Model:
     stop_training = False
 
     def __init__(self, sizes, *, hidden="sigmoid", output="linear", loss="mse",
-                 init="xavier", bias=True, dtype="float32", seed=None, huber_delta=1.0):
+                 init="xavier", bias=True, dtype="float32", seed=None, huber_delta=1.0,
+                 dropout=0.0, input_dropout=0.0):
         self.sizes = v.check_sizes(sizes)
         self.hidden = v.check_choice("hidden", hidden, _codes.HIDDEN)
         self.output = v.check_choice("output", output, _codes.OUTPUT)
@@ -104,6 +113,8 @@ class Model:
             raise ValueError(f"huber_delta applies to loss='huber' only, got loss={loss!r}")
         if self.output == "softmax" and self.sizes[-1] < 2:
             raise ValueError("output='softmax' needs at least 2 outputs (sizes[-1] >= 2)")
+        self.dropout = v.check_dropout(dropout, len(self.sizes) - 2)
+        self.input_dropout = v.check_rate("input_dropout", input_dropout)
         self.init = v.check_init(init)
         self.bias = v.check_bool("bias", bias)
         self.dtype = v.check_dtype(dtype)
@@ -113,7 +124,9 @@ class Model:
             [_codes.HIDDEN[self.hidden], _codes.OUTPUT[self.output], _codes.LOSS[self.loss_name]],
             dtype=np.int64,
         )
-        init_seq, shuffle_seq = np.random.SeedSequence(self.seed).spawn(2)
+        # a third child for the dropout key: the first two stay what they were
+        init_seq, shuffle_seq, drop_seq = np.random.SeedSequence(self.seed).spawn(3)
+        self._dropout_key = int(drop_seq.generate_state(1, np.uint64)[0] >> np.uint64(11))
         self._rng = np.random.default_rng(shuffle_seq)
         self.params = _buffers.line_aligned_zeros(n_params, self.dtype)
         self._make_views()
@@ -135,6 +148,9 @@ class Model:
     def __setstate__(self, state):
         state.setdefault("metadata", {})  # pickled before metadata existed
         state.setdefault("huber_delta", 1.0)  # or before the huber loss
+        state.setdefault("input_dropout", 0.0)  # or dropout
+        state.setdefault("dropout", (0.0,) * (len(state["sizes"]) - 2))
+        state.setdefault("_dropout_key", 0)
         vars(self).update(state)
         self.params = _buffers.line_aligned_copy(self.params)  # line-aligned, as built
         self._make_views()
@@ -190,16 +206,23 @@ class Model:
             f"Model({list(self.sizes)}, hidden={self.hidden!r}, output={self.output!r}, "
             f"loss={self.loss_name!r}, bias={self.bias}, dtype={self.dtype.name!r}"
             + (f", huber_delta={self.huber_delta!r}" if self.loss_name == "huber" else "")
+            + (f", dropout={list(self.dropout)}, input_dropout={self.input_dropout}"
+               if any(self.dropout) or self.input_dropout else "")
             + ")"
         )
 
-    def _kernel_hyper(self, hyper=None):
+    def _kernel_hyper(self, hyper=None, train=False):
         """The kernels' settings array (fastbp.kernels.codes) for a call on this model:
         ``hyper`` (an optimizer's, from optim.Settings.hyper; None: zeros, a call that
-        trains nothing) with the model's own slots filled in. Every region and online
-        call gets its ``hyper`` from here."""
+        trains nothing) with the model's own slots filled in, and for a training
+        call (``train``) the dropout rates. Every region and online call gets its
+        ``hyper`` from here."""
         hyper = np.zeros(N_HYPER) if hyper is None else hyper
         hyper[H_HUBER] = self.huber_delta
+        rates = (self.input_dropout, *self.dropout)
+        if train and any(rates):  # fastbp.kernels.dropout: rates after the slots
+            hyper[H_DROP_KEY] = float(self._dropout_key)  # < 2^53: exact
+            hyper = np.concatenate([hyper, rates])
         return hyper
 
     # -- conversion at the boundary -------------------------------------------
@@ -533,6 +556,8 @@ class Model:
             "loss": self.loss_name, "init": self.init, "bias": self.bias,
             "dtype": self.dtype.name, "seed": self.seed,
             **({"huber_delta": self.huber_delta} if self.loss_name == "huber" else {}),
+            **({"dropout": list(self.dropout), "input_dropout": self.input_dropout}
+               if any(self.dropout) or self.input_dropout else {}),
         }
 
     def save(self, path):

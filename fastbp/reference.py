@@ -150,31 +150,78 @@ def output_delta(a_out, z_out, t, output, loss, huber_delta=1.0):
     return (a_out - t) * activation_derivative(output, z_out)
 
 
-def backprop(Ws, bs, x, t, hidden, output, loss, huber_delta=1.0):
-    """Gradients (dWs, dbs) of the loss of ONE sample, by the delta recursion."""
-    zs, a = forward(Ws, bs, x, hidden, output)
+_GOLDEN, _M1, _M2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _mix(z):
+    """splitmix64's finalizer on uint64 arrays (arithmetic modulo 2^64)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(_M1)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(_M2)
+    return z ^ (z >> np.uint64(31))
+
+
+def dropout_keep(key, epoch, row, layer, n_units, p):
+    """Which of the n_units units of a^layer the sample in data row ``row`` keeps in
+    epoch ``epoch`` at rate p (boolean, shape (n_units,)): the counter-based draw
+    of fastbp.kernels.dropout, u = the top 24 bits of mix(base + k golden), kept
+    when u >= round(p 2^24), base = mix(mix(mix(key + epoch golden) + row golden)
+    + layer golden)."""
+    g = np.array([_GOLDEN], np.uint64)  # arrays: numpy scalars warn when they wrap
+    z = _mix(np.array([key], np.uint64) + np.array([epoch], np.uint64) * g)
+    z = _mix(z + np.array([row], np.uint64) * g)
+    base = _mix(z + np.array([layer], np.uint64) * g)
+    u = _mix(base + np.arange(n_units, dtype=np.uint64) * g) >> np.uint64(40)
+    return u >= np.uint64(int(p * 2**24 + 0.5))
+
+
+def dropout_masks(key, epoch, row, sizes, rates):
+    """The multipliers m^l / (1 - p_l) of a^l, l = 0 .. L - 1, for one sample (None
+    where p_l is 0): ``rates`` holds p_0 (the input) .. p_(L-1)."""
+    return [None if p == 0 else dropout_keep(key, epoch, row, l, sizes[l], p) / (1.0 - p)
+            for l, p in enumerate(rates)]
+
+
+def backprop(Ws, bs, x, t, hidden, output, loss, huber_delta=1.0, masks=None):
+    """Gradients (dWs, dbs) of the loss of ONE sample, by the delta recursion; with
+    ``masks`` (``dropout_masks``: m^l / (1 - p_l) or None per l < L), inverted
+    dropout: a~^l = a^l o m^l / (1 - p_l) feeds layer l + 1, and
+    delta^l = (W^(l+1))^T delta^(l+1) o m^l / (1 - p_l) o s'(z^l)."""
     n_layers = len(Ws)
+    masks = masks or [None] * n_layers
+    a, zs = [x if masks[0] is None else x * masks[0]], []
+    for l in range(n_layers):
+        zs.append(Ws[l] @ a[-1] + (bs[l] if bs is not None else 0.0))
+        if l < n_layers - 1:
+            a_l = activation(hidden, zs[-1])
+            a.append(a_l if masks[l + 1] is None else a_l * masks[l + 1])
+        else:
+            a.append(activation(output, zs[-1]))
     delta = output_delta(a[-1], zs[-1], t, output, loss, huber_delta)
     dWs, dbs = [None] * n_layers, [None] * n_layers
     for l in reversed(range(n_layers)):
         dWs[l] = np.outer(delta, a[l])  # dC/dW^l = delta^l (a^(l-1))^T
         dbs[l] = delta  # dC/db^l = delta^l
         if l:  # delta^l = (W^(l+1))^T delta^(l+1) o s'(z^l)
-            delta = (Ws[l].T @ delta) * activation_derivative(hidden, zs[l - 1])
+            back = Ws[l].T @ delta
+            if masks[l] is not None:
+                back = back * masks[l]
+            delta = back * activation_derivative(hidden, zs[l - 1])
     return dWs, (dbs if bs is not None else None)
 
 
 def gradients(Ws, bs, X, T, hidden, output, loss, sample_weight=None, l2=0.0,
-              huber_delta=1.0):
+              huber_delta=1.0, masks=None):
     """Mean over the rows of X, T of the per-sample gradients; with
     ``sample_weight`` s the weighted mean sum_i s_i g_i / sum_i s_i. ``l2`` adds
     the gradient of the penalty l2/2 ||W||^2 / sum_i s_i (weights only, not
-    biases: scikit-learn's alpha)."""
+    biases: scikit-learn's alpha). ``masks``: one sample's dropout masks per row
+    (see ``backprop``)."""
     s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
+    masks = masks or [None] * len(X)
     dWs = [np.zeros_like(W) for W in Ws]
     dbs = [np.zeros_like(b) for b in bs] if bs is not None else None
-    for x, t, s_i in zip(X, T, s):
-        gW, gb = backprop(Ws, bs, x, t, hidden, output, loss, huber_delta)
+    for x, t, s_i, m in zip(X, T, s, masks):
+        gW, gb = backprop(Ws, bs, x, t, hidden, output, loss, huber_delta, m)
         for l in range(len(Ws)):
             dWs[l] += s_i * gW[l]
             if bs is not None:
@@ -288,26 +335,31 @@ def clip_gradient(g, clip_norm=None, clip_value=None):
 def train(p, sizes, bias, X, T, orders, batch_size, hidden, output, loss,
           optimizer="sgd", lr=0.1, momentum=0.0, nesterov=False, weight_decay=0.0,
           sample_weight=None, l2=0.0, betas=(0.9, 0.999), eps=1e-8, eps_mode="torch",
-          alpha=0.99, centered=False, clip_norm=None, clip_value=None, huber_delta=1.0):
+          alpha=0.99, centered=False, clip_norm=None, clip_value=None, huber_delta=1.0,
+          dropout_rates=None, dropout_key=0, first_epoch=0):
     """Mini-batch training from flat parameters ``p``: one epoch per index array in
     ``orders``, batches taken in that order with a final partial batch, the batch
     gradient the (``sample_weight``-weighted) mean over its samples plus the
     ``l2`` penalty's (see ``gradients``), clipped (``clip_gradient``) before the
     step of ``optimizer`` ("sgd", "adam", "adamw", "rmsprop"). A batch whose
-    weights sum to 0 takes no step but counts as one for Adam. Returns the final
+    weights sum to 0 takes no step but counts as one for Adam. ``dropout_rates``
+    (p_0 .. p_(L-1)) trains with the masks ``dropout_masks`` draws for
+    ``dropout_key``, epochs numbered from ``first_epoch``. Returns the final
     flat parameters."""
     s = np.ones(len(X)) if sample_weight is None else np.asarray(sample_weight, float)
     buf, m, v, t = None, np.zeros_like(p), np.zeros_like(p), 0
     ga, rms_buf = np.zeros_like(p), np.zeros_like(p)
-    for order in orders:
+    for epoch, order in enumerate(orders, first_epoch):
         for first in range(0, len(order), batch_size):
             idx = order[first : first + batch_size]
             t += 1
             if s[idx].sum() == 0:
                 continue
             Ws, bs = unflatten(p, sizes, bias)
+            masks = None if dropout_rates is None else [
+                dropout_masks(dropout_key, epoch, i, sizes, dropout_rates) for i in idx]
             dWs, dbs = gradients(Ws, bs, X[idx], T[idx], hidden, output, loss, s[idx], l2,
-                                 huber_delta)
+                                 huber_delta, masks)
             g = clip_gradient(flatten(dWs, dbs), clip_norm, clip_value)
             if optimizer == "sgd":
                 p, buf = sgd_step(p, g, buf, lr, momentum, nesterov, weight_decay)

@@ -7,6 +7,7 @@ Inner loops run over 0-based views (see :mod:`fastbp.kernels.activations`).
 
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import scale_by_derivative
+from fastbp.kernels.dropout import drop_backward, rate
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
 from fastbp.kernels.update import online_constants, online_decays, online_layer
 
@@ -20,7 +21,7 @@ def _layer_slices(layout, a, z, delta, l):
 
 
 @jit_serial
-def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, l2_weights):
+def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, l2_weights, row):
     """Backward pass and optimizer update for one sample (batch size 1), fused;
     delta^L is in ``delta`` already (``activations.losses_and_deltas``).
 
@@ -31,6 +32,7 @@ def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, l2_
     weight decay 0 the term wd w adds an exact zero. ``l2_weights`` is the L2
     penalty's decay of the weights: l2 divided by the sample's weight (see
     train.train_epoch_online); ``update.online_decays`` adds weight_decay.
+    ``row``: the sample's row in the data set, for its dropout masks.
 
     Loops index one 2-D view per layer and per buffer actually used: a slice or
     a call per ROW costs ~10-20 ns of reference counting, a reshape ~25 ns, more
@@ -49,5 +51,7 @@ def online_step(params, layout, codes, hyper, step, a, z, delta, buf1, buf2, l2_
         online_layer(params, buf1, buf2, hyper, c, layout[WOFF, l], layout[BOFF, l],
                      layout[SIZE, l], layout[SIZE, l - 1], delta_l, a_prev, delta_prev, back,
                      wd_w, wd)
-        if back:
+        if back and rate(hyper, l - 1) > 0.0:  # the sample's masks (kernels/dropout.py)
+            drop_backward(z_prev, a_prev, delta_prev, codes[0], hyper, l - 1, row)
+        elif back:
             scale_by_derivative(z_prev, a_prev, delta_prev, codes[0])

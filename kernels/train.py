@@ -84,6 +84,7 @@ from fastbp.kernels.batch import (
     _update_part,
 )
 from fastbp.kernels.codes import H_CLIP_NORM, H_HUBER, H_L2
+from fastbp.kernels.dropout import drop_forward
 from fastbp.kernels.forward import forward_sample
 from fastbp.kernels.intrinsics import (
     claim,
@@ -138,7 +139,8 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
         for j in range(0, n_in, line):
             prefetch(X, upcoming, j)
         prefetch(T, upcoming, 0)
-        forward_sample(params, layout, codes, a, z)
+        drop_forward(a[:n_in], hyper, 0, idx, 0)  # input dropout (kernels/dropout.py)
+        forward_sample(params, layout, codes, a, z, hyper, idx)
         losses_and_deltas(z, a, delta, out_start, n_out, 0, 1, T, order, k, loss, True, codes[1],
                           codes[2], hyper[H_HUBER])
         weight = 1.0
@@ -148,7 +150,7 @@ def train_epoch_online(params, buf1, buf2, layout, codes, hyper, step, X, T, ord
         total += loss[0]
         if weight > 0.0:
             online_step(params, layout, codes, hyper, step + k + 1, a, z, delta, buf1, buf2,
-                        l2 / weight)
+                        l2 / weight, idx)
     return total
 
 
