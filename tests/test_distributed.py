@@ -78,7 +78,7 @@ SCRIPT = textwrap.dedent(
         if job.pop("weighted", False):
             job["sample_weight"] = rng.uniform(0.0, 2.0, n)
         model = fastbp.Model([6, 9, 3], output="softmax", loss="cross_entropy",
-                             dtype=dtype, seed=1)
+                             dtype=dtype, seed=1, dropout=job.pop("dropout", 0.0))
         resume = job.pop("resume", None)
         if resume:
             model = fastbp.Model.load(resume)
@@ -152,11 +152,11 @@ def plain(job, n=203):
     """Model.fit with a job's arguments, on the data SCRIPT makes."""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(n, 6)), rng.integers(0, 3, n)
-    kw = {k: v for k, v in job.items() if k not in ("sync", "out", "weighted")}
+    kw = {k: v for k, v in job.items() if k not in ("sync", "out", "weighted", "dropout")}
     if job.get("weighted"):
         kw["sample_weight"] = rng.uniform(0.0, 2.0, n)
     model = fastbp.Model([6, 9, 3], output="softmax", loss="cross_entropy",
-                         dtype="float64", seed=1)
+                         dtype="float64", seed=1, dropout=job.get("dropout", 0.0))
     return model, model.fit(X, y, lr=0.05, **kw)
 
 
@@ -173,6 +173,8 @@ EVERY_OPTIMIZER = [
     dict(epochs=3, batch_size=32, optimizer="rmsprop", centered=True, momentum=0.5,
          clip_value=0.01),
     dict(epochs=1, batch_size=1, optimizer="rmsprop", clip_norm=0.1),
+    dict(epochs=3, batch_size=20, optimizer="adam", weighted=True, dropout=0.3),
+    dict(epochs=2, batch_size=1, optimizer="sgd", momentum=0.5, dropout=0.5),
 ]
 
 
