@@ -122,6 +122,10 @@ def _train(args, lr, fit, rank):
     names = ("hidden", "output", "loss", "init", "dtype", "seed")
     sizes = [Xtr.shape[1], *args.hidden_sizes, n_out]
     extra = {} if args.huber_delta is None else {"huber_delta": args.huber_delta}
+    if args.dropout is not None:  # one rate for every hidden layer, or one each
+        extra["dropout"] = args.dropout[0] if len(args.dropout) == 1 else args.dropout
+    if args.input_dropout is not None:
+        extra["input_dropout"] = args.input_dropout
     model = Model(sizes, **{name: getattr(args, name) for name in names}, **extra)
     opt = {"optimizer": args.optimizer}
     if args.optimizer == "sgd":

@@ -330,6 +330,8 @@ def check_dropout(value, n_hidden):
                         f"{n_hidden} of them, got {_describe(value)}")
     if not hasattr(value, "__len__"):
         rate = check_rate("dropout", value)
+        if rate and not n_hidden:
+            raise ValueError(f"dropout={rate} needs a hidden layer; the network has none")
         return (rate,) * n_hidden
     if len(value) != n_hidden:
         raise ValueError(f"dropout must hold one rate per hidden layer ({n_hidden}), "

@@ -70,6 +70,7 @@ _nonneg_int = _number(int, 0, what="an integer >= 0")
 _nonneg_float = _number(float, 0.0, what="a finite number >= 0")
 _fraction = _number(float, 0.0, 1.0, what="a number in [0, 1)")
 _positive_float = _number(float, 1e-300, what="a finite number > 0")
+_rate = _number(float, 0.0, 1.0, what="a rate in [0, 1)")
 
 
 def _init(text):
@@ -160,6 +161,11 @@ def build_parser():
     t.add_argument("--huber-delta", type=_positive_float, metavar="D",
                    help="where the huber loss turns from quadratic to linear; --loss "
                    "huber only (default: 1.0)")
+    t.add_argument("--dropout", type=_rate, nargs="+", metavar="P",
+                   help="inverted dropout on the hidden layers during training: one rate "
+                   "for all, or one per hidden layer (default: 0, none)")
+    t.add_argument("--input-dropout", type=_rate, metavar="P",
+                   help="dropout on the inputs during training (default: 0, none)")
     t.add_argument("--init", type=_init, default=RECIPE["init"], metavar="INIT",
                    help=f"weight initialisation: {', '.join(INIT)}, or a number for "
                    "every weight (default: %(default)s)")
