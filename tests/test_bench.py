@@ -408,6 +408,27 @@ def test_dtype_option_reaches_the_run(capsys, keep_threads):
     assert "float64, plain SGD" in out and "GEMM peak (float64 np.dot" in out
 
 
+def test_dropout_option_times_fastbp_with_dropout_beside_fastbp(capsys, keep_threads):
+    """--dropout adds a fastbp-dropout column and its ratio to fastbp; it is never
+    the best peer, and the model it trains drops (its masks change the epoch)."""
+    status, out, _ = run(capsys, "--quick", "--in-process", "--peers", "numpy",
+                         "--batch-sizes", "16", "--dropout")
+    assert status == 0
+    assert "fastbp with dropout 0.2 on every hidden layer / without" in out
+    table = out.split("samples/s of every framework")[1]
+    assert "fastbp-dropout" in table.splitlines()[1]
+    assert "fastbp-dropout" not in out.split("samples/s of every framework")[0]
+    assert "fastbp-dropout" not in grid.PEER_NAMES
+    problem = peers.make_problem((6, 5, 3), "sigmoid", "linear", "mse", 8)
+    plain, dropped = peers.PEERS["fastbp"](), peers.PEERS["fastbp-dropout"]()
+    plain.setup(problem, 4, None)
+    dropped.setup(problem, 4, None)
+    assert dropped.model.dropout == (0.2,) and plain.model.dropout == (0.0,)
+    plain.run_epoch()
+    dropped.run_epoch()
+    assert not np.array_equal(plain.model.params, dropped.model.params)
+
+
 def test_peers_copy_the_shared_initial_weights():
     problem = peers.make_problem((6, 5, 3), "sigmoid", "linear", "mse", 8)
     peer = peers.Fastbp()

@@ -95,7 +95,8 @@ def run(settings, in_process=False):
 
 def _run(settings, in_process):
     start = time.perf_counter()
-    frameworks = ["fastbp", *settings["peers"]]
+    frameworks = ["fastbp", *(["fastbp-dropout"] if settings.get("dropout") else []),
+                  *settings["peers"]]
     skipped = {n: "not installed" for n in frameworks if not _installed(n)}
     present = [n for n in frameworks if n not in skipped]
     if in_process:

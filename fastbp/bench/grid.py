@@ -32,8 +32,8 @@ CASES = {
     "M": Case("M", (784, 256, 128, 10), *_CLS, (1, 32, 256), 20_000),
     "L": Case("L", (784, 1024, 1024, 10), *_CLS, (256,), 4096),
 }
-FRAMEWORKS = list(peers.PEERS)  # fastbp first, then the peers
-PEER_NAMES = FRAMEWORKS[1:]
+FRAMEWORKS = list(peers.PEERS)  # fastbp (and its dropout run) first, then the peers
+PEER_NAMES = [name for name in FRAMEWORKS if not name.startswith("fastbp")]
 LR = 0.01
 QUICK = dict(cases=["S"], batch_sizes=[1, 16], thread_counts=[1], samples=512,
              repeats=1, gemm_size=256)
@@ -127,6 +127,9 @@ def add_arguments(p, worker=False):
                    help="the data and parameters of every framework (FANN: float32 only; "
                    "JAX with jax_enable_x64 for float64); the GEMM peak is measured in "
                    "the same dtype (default: %(default)s)")
+    p.add_argument("--dropout", action="store_true",
+                   help="also time fastbp with dropout 0.2 on every hidden layer "
+                   "(fastbp-dropout), side by side: what dropout costs (default: off)")
     p.add_argument("--no-shuffle", action="store_true",
                    help="every framework visits the samples in order in every epoch, "
                    "instead of shuffling each epoch (default: off)")
@@ -151,6 +154,7 @@ def _settings(args):
     s["busy"] = getattr(args, "busy", 0)
     s["shuffle"] = not getattr(args, "no_shuffle", False)
     s["dtype"] = getattr(args, "dtype", "float32")
+    s["dropout"] = getattr(args, "dropout", False)
     cpus = os.cpu_count() or 1
     counts = sorted({min(n, cpus) for n in s["thread_counts"]})
     if counts != sorted(set(s["thread_counts"])) and not getattr(args, "worker", False):

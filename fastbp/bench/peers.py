@@ -8,6 +8,7 @@ timed epoch (unless the problem says ``shuffle=False``: then every epoch visits
 them in order):
 
     fastbp   Model.fit(epochs=1): a permutation in Python, gathered in the kernel
+             (fastbp-dropout, with --dropout: the same with dropout 0.2; not a peer)
     torch    eager nn.Sequential + torch.optim.SGD; randperm, then X[perm]
     jax      the whole epoch jitted: random.permutation + lax.scan over batches
     numpy    hand-written batched forward/backward with matmuls (OpenBLAS)
@@ -38,6 +39,7 @@ __all__ = ["PEERS", "Problem", "Unavailable", "make_problem"]
 
 class Fastbp(Peer):
     name = "fastbp"
+    dropout = 0.0  # FastbpDropout's rate on every hidden layer
 
     @staticmethod
     def available():
@@ -61,6 +63,7 @@ class Fastbp(Peer):
             init="xavier",
             dtype=p.dtype,
             seed=0,
+            dropout=self.dropout if len(p.sizes) > 2 else 0.0,
         )
         for W, b, W0, b0 in zip(
             self.model.weights, self.model.biases, p.Ws, p.bs, strict=True
@@ -83,6 +86,17 @@ class Fastbp(Peer):
         self.fit_rates.append(history.history["samples_per_second"][0])
         # epochs fit ran serially because other processes held the CPUs
         self.held_up_epochs += history.held_up_epochs
+
+
+class FastbpDropout(Fastbp):
+    """fastbp with inverted dropout 0.2 on every hidden layer (``fastbp bench
+    --dropout``): what dropout costs, side by side with fastbp in the same run.
+    Not a peer: it is never the "best peer" a ratio is taken to."""
+
+    name = "fastbp-dropout"
+    dropout = 0.2
+    exact = False
+    notes = "dropout 0.2 on every hidden layer (the others: none)"
 
 
 # -- PyTorch ------------------------------------------------------------------
@@ -376,4 +390,4 @@ class Sklearn(Peer):
         self.est.partial_fit(self.X, self.target)
 
 
-PEERS = {cls.name: cls for cls in (Fastbp, Torch, Jax, Numpy, Sklearn, Fann)}
+PEERS = {cls.name: cls for cls in (Fastbp, FastbpDropout, Torch, Jax, Numpy, Sklearn, Fann)}

@@ -37,7 +37,7 @@ def _derive(records, peak, paired=False):
     seconds falls on both sides of its ratio."""
     best = {}
     for r in records:
-        if r["status"] == "ok" and r["framework"] != "fastbp":
+        if r["status"] == "ok" and not r["framework"].startswith("fastbp"):
             key = (r["case"], r["batch_size"], r["threads"])
             if r["samples_per_second"] > best.get(key, {}).get("samples_per_second", 0):
                 best[key] = r
@@ -142,6 +142,8 @@ def format_report(result):
             cells = [_cell(by.get(name)) for name in ran]
             rows.append((case, str(batch), str(threads), *cells))
         lines += _columns(rows, left=1)
+    if "fastbp-dropout" in ran:
+        lines += _dropout_rows(table, paired=not s.get("in_process"))
     multi = [k for k in table if k[2] > 1]
     if multi and ran:
         lines += ["", "2 threads vs 1: ratio of the medians (paired: median of the rounds' "
@@ -221,3 +223,17 @@ def _columns(rows, left):
         for row in rows
     ]
 
+
+def _dropout_rows(table, paired):
+    """What dropout costs: fastbp-dropout's samples/s over fastbp's, per row (paired:
+    the median over rounds of the two epochs' ratio)."""
+    lines = ["", "fastbp with dropout 0.2 on every hidden layer / without"]
+    rows = [("case", "batch", "threads", "ratio", "paired")]
+    for (case, batch, threads), by in table.items():
+        f, d = by.get("fastbp", {}), by.get("fastbp-dropout", {})
+        if f.get("status") != "ok" or d.get("status") != "ok":
+            continue
+        ratio = d["samples_per_second"] / f["samples_per_second"]
+        rows.append((case, str(batch), str(threads), f"{ratio:.2f}x",
+                     _times(_paired(d, f)[0]) if paired else "-"))
+    return lines + _columns(rows, left=1)
