@@ -263,14 +263,16 @@ def fit(model, X, Y, *, comm=None, sync="deterministic", ranks=None, groups=16,
 
 
 def _broadcast_state(comm, model):
-    """Rank 0's parameters, optimizer state and step, shuffling stream, epochs_done
-    and schedule state."""
+    """Rank 0's parameters, optimizer state and step, shuffling stream, epochs_done,
+    schedule state and dropout key (a model without a seed draws its own key on
+    each rank: each rank's groups then took other masks, P = 2 was not P = 1)."""
     opt = model._optimizer
     for array in (model.params, opt.buf1, opt.buf2):
         comm.Bcast(array, root=0)
-    opt.step, state, model.epochs_done, model._schedule_state = comm.bcast(
+    (opt.step, state, model.epochs_done, model._schedule_state,
+     model._dropout_key) = comm.bcast(
         (opt.step, model._rng.bit_generator.state, model.epochs_done,
-         model._schedule_state), root=0)
+         model._schedule_state, model._dropout_key), root=0)
     model._rng.bit_generator.state = state
 
 

@@ -46,20 +46,42 @@ sizes : list of int
 bias : bool
     Whether the layers have biases.
 buf, m, v : ndarray or None
-    Optimizer state: SGD's momentum buffer (None before the first step), Adam's
-    first and second moments.
+    Optimizer state: SGD's (or RMSprop's) momentum buffer (None before SGD's first
+    step), Adam's first and second moments.
+sq, ga : ndarray
+    RMSprop's square average and (centered) gradient average.
 t : int
     In ``adam_step``: the step number, from 1.
 lr, momentum, nesterov, weight_decay : float, float, bool, float
-    torch.optim.SGD's settings (dampening 0).
+    torch.optim.SGD's settings (dampening 0); momentum and weight_decay also
+    RMSprop's, weight_decay AdamW's (decoupled).
 beta1, beta2, betas, eps, eps_mode : float, float, tuple, float, str
     torch.optim.Adam's settings; eps_mode "sklearn" adds eps where scikit-learn does.
+alpha, centered : float, bool
+    torch.optim.RMSprop's smoothing constant and centered variant.
+clip_norm, clip_value : float or None
+    Clip the batch's mean gradient to this global L2 norm / each element to
+    [-clip_value, clip_value] (torch.nn.utils' clip_grad_norm_ / clip_grad_value_).
 optimizer : str
-    "sgd" or "adam".
+    "sgd", "adam", "adamw" or "rmsprop".
 orders : list of index arrays
     One epoch per array: the samples in the order visited.
 batch_size : int
     Samples per step (the last batch of an epoch may be smaller).
+key, epoch, row, layer : int
+    Dropout's counter: the model's key (below 2^53), the epoch, the sample's row
+    in the data set and the layer l of a^l (0: the input).
+n_units : int
+    The units of a^layer.
+p : float
+    A dropout rate in [0, 1).
+rates, dropout_rates : sequence of float
+    Dropout rates p_0 (the input) .. p_(L-1) of a^0 .. a^(L-1).
+masks : list
+    Dropout's multipliers m^l / (1 - p_l) (or None) of one sample per l < L, as
+    ``dropout_masks`` gives (``gradients``: one such list per row of X).
+dropout_key, first_epoch : int
+    ``train``'s dropout key, and the number of the first epoch of ``orders``.
 """
 
 import numpy as np
@@ -160,18 +182,31 @@ def _mix(z):
     return z ^ (z >> np.uint64(31))
 
 
+def _fmix32(h):
+    """murmur3's 32-bit finalizer on uint32 arrays (arithmetic modulo 2^32)."""
+    h = h ^ (h >> np.uint32(16))
+    h = h * np.uint32(0x85EBCA6B)
+    h = h ^ (h >> np.uint32(13))
+    h = h * np.uint32(0xC2B2AE35)
+    return h ^ (h >> np.uint32(16))
+
+
 def dropout_keep(key, epoch, row, layer, n_units, p):
     """Which of the n_units units of a^layer the sample in data row ``row`` keeps in
     epoch ``epoch`` at rate p (boolean, shape (n_units,)): the counter-based draw
-    of fastbp.kernels.dropout, u = the top 24 bits of mix(base + k golden), kept
-    when u >= round(p 2^24), base = mix(mix(mix(key + epoch golden) + row golden)
-    + layer golden)."""
+    of fastbp.kernels.dropout. base = mix(mix(mix(key + epoch golden) + row golden)
+    + layer golden) (splitmix64's finalizer, modulo 2^64), lo and hi its 32-bit
+    halves; unit k's u = the top 24 bits of fmix32(((lo + k 0x9E3779B9) mod 2^32)
+    xor hi); kept when u >= round(p 2^24)."""
     g = np.array([_GOLDEN], np.uint64)  # arrays: numpy scalars warn when they wrap
     z = _mix(np.array([key], np.uint64) + np.array([epoch], np.uint64) * g)
     z = _mix(z + np.array([row], np.uint64) * g)
     base = _mix(z + np.array([layer], np.uint64) * g)
-    u = _mix(base + np.arange(n_units, dtype=np.uint64) * g) >> np.uint64(40)
-    return u >= np.uint64(int(p * 2**24 + 0.5))
+    lo = (base & np.uint64(0xFFFFFFFF)).astype(np.uint32)
+    hi = (base >> np.uint64(32)).astype(np.uint32)
+    units = np.arange(n_units, dtype=np.uint32)
+    u = _fmix32((lo + units * np.uint32(0x9E3779B9)) ^ hi) >> np.uint32(8)
+    return u >= np.uint32(int(p * 2**24 + 0.5))
 
 
 def dropout_masks(key, epoch, row, sizes, rates):

@@ -36,7 +36,7 @@ from numba import uint64
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import activate, losses_and_deltas, scale_by_derivative
 from fastbp.kernels.codes import H_HUBER, H_L2, H_LR, H_WD, SOFTMAX
-from fastbp.kernels.dropout import drop_backward, drop_forward, rate
+from fastbp.kernels.dropout import drop_backward_rows, drop_forward_rows, rate
 from fastbp.kernels.intrinsics import prefetch
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF, block
 from fastbp.kernels.tiles import matmul_nn, matmul_nt, matmul_tn, sgd_step_tn
@@ -85,7 +85,6 @@ def _gather_part(c, parts, layout, hyper, X, T, order, first, n, rows, acts, cut
     of T are asked for too (read later, by the loss)."""
     s0, s1 = _bounds(c, n, parts, cuts)
     A0 = _layer(acts, layout, rows, 0, n)
-    dropping = rate(hyper, 0) > 0.0  # input dropout (kernels/dropout.py)
     line = 64 // X.itemsize  # elements per cache line
     distance = max(PREFETCH_ROWS, PREFETCH_BYTES // (A0.shape[1] * X.itemsize))
     for s in range(s0, min(s1, s0 + distance)):  # the first rows: asked for at once
@@ -102,8 +101,9 @@ def _gather_part(c, parts, layout, hyper, X, T, order, first, n, rows, acts, cut
         prefetch(T, idx, T.shape[1] - 1)
         for j in range(A0.shape[1]):
             A0[s, j] = X[idx, j]
-        if dropping:
-            drop_forward(A0[s], hyper, 0, idx, 0)
+    # input dropout (kernels/dropout.py), one call for the part's rows (its settings
+    # once, not per sample), over rows just copied (still cached)
+    drop_forward_rows(A0, s0, s1, 0, A0.shape[1], hyper, 0, order, first)
 
 
 @jit_serial
@@ -136,9 +136,8 @@ def _first_layer_part(c, parts, params, layout, codes, hyper, order, first, n, r
     else:  # element-wise, the part's units of each row (a view and a call per row)
         for s in range(n):
             activate(Z[s, u0:u1], A[s, u0:u1], codes[0])
-    if rate(hyper, 1) > 0.0:  # the mask of each unit depends on its sample and unit only
-        for s in range(n):
-            drop_forward(A[s, u0:u1], hyper, 1, order[first + s], u0)
+    # the mask of each unit depends on its sample and unit only, not on the part
+    drop_forward_rows(A, 0, n, u0, u1, hyper, 1, order, first)
 
 
 @jit_serial
@@ -170,9 +169,8 @@ def _samples_part(c, parts, params, layout, codes, hyper, T, order, weights, fir
             start = rows * layout[UNIT, l]
             activate(zs[start + s0 * n_out : start + s1 * n_out],
                      acts[start + s0 * n_out : start + s1 * n_out], code)
-        if l < n_layers and rate(hyper, l) > 0.0:
-            for s in range(s0, s1):
-                drop_forward(A[s], hyper, l, order[first + s], 0)
+        if l < n_layers:
+            drop_forward_rows(A, s0, s1, 0, n_out, hyper, l, order, first)
     if not want_loss:
         return
     n_out = layout[SIZE, n_layers]
@@ -196,8 +194,7 @@ def _samples_part(c, parts, params, layout, codes, hyper, T, order, weights, fir
             Z = _layer(zs, layout, rows, l - 1, n)
             A = _layer(acts, layout, rows, l - 1, n)
             D = _layer(deltas, layout, rows, l - 1, n)
-            for s in range(s0, s1):
-                drop_backward(Z[s], A[s], D[s], codes[0], hyper, l - 1, order[first + s])
+            drop_backward_rows(Z, A, D, s0, s1, codes[0], hyper, l - 1, order, first)
             continue
         lo = rows * layout[UNIT, l - 1] + s0 * layout[SIZE, l - 1]
         hi = rows * layout[UNIT, l - 1] + s1 * layout[SIZE, l - 1]

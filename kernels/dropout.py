@@ -8,11 +8,16 @@ into parts, on the batch size, or on which process holds the sample; the NumPy
 reference (``fastbp.reference.dropout_keep``) computes the same masks.
 
 The generator: splitmix64's finalizer (``_mix``) applied in turn to the key plus
-the epoch, then plus the row, then plus the layer (one base per sample and
-layer), and per unit to the base plus the unit times the golden-ratio constant;
-the top 24 bits of the result, u, are uniform on 0 .. 2^24 - 1, and the unit is
-kept when u >= round(p 2^24). All arithmetic is uint64 (numba turns a mix of
-uint64 and int64 into float64: every constant here is an np.uint64).
+the epoch, then plus the row, then plus the layer: one 64-bit base per sample and
+layer, in uint64 arithmetic (numba turns a mix of uint64 and int64 into float64:
+every constant here is an np.uint64). Per unit, in 32-bit lanes
+(``intrinsics.unit_kept``), murmur3's fmix32 of ((lo + unit 0x9E3779B9) mod 2^32)
+xor hi, lo and hi the base's halves; its top 24 bits, u, are uniform on
+0 .. 2^24 - 1, and the unit is kept when u >= round(p 2^24). Why two mixers:
+splitmix64 per unit (two 64-bit multiplies, which AVX2 lacks) took 4.3 ns a unit
+and made input dropout 0.2 cost 784-256-128-10 float32 ~9% of an epoch; fmix32
+vectorises (0.84 ns a unit), and its input still holds all 64 bits of the base,
+so two samples' rows of draws are not shifted copies of each other.
 
 Rates come after the N_HYPER slots of ``hyper`` (hyper[N_HYPER + l] for a^l,
 l = 0 the input), the key and epoch in H_DROP_KEY and H_EPOCH (see codes.py); a
@@ -38,11 +43,12 @@ from fastbp.kernels.codes import (
     SIGMOID,
     TANH,
 )
+from fastbp.kernels.intrinsics import unit_kept
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
 _M2 = np.uint64(0x94D049BB133111EB)
-_S30, _S27, _S31, _S40 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(40)
+_S30, _S27, _S31 = np.uint64(30), np.uint64(27), np.uint64(31)
 _ONE_24 = 16777216.0  # 2^24
 
 
@@ -69,11 +75,22 @@ def any_dropout(hyper):
 
 
 @jit_serial
+def _call_state(hyper):
+    """The generator's state for (key, epoch): the part a call's bases share."""
+    return _mix(np.uint64(hyper[H_DROP_KEY]) + np.uint64(hyper[H_EPOCH]) * _GOLDEN)
+
+
+@jit_serial
+def _row_base(state, row, l):
+    """The generator's state for (key, epoch, row, layer l), from _call_state's."""
+    z = _mix(state + np.uint64(row) * _GOLDEN)
+    return _mix(z + np.uint64(l) * _GOLDEN)
+
+
+@jit_serial
 def layer_base(hyper, row, l):
     """The generator's state for (key, epoch, row, layer l)."""
-    z = _mix(np.uint64(hyper[H_DROP_KEY]) + np.uint64(hyper[H_EPOCH]) * _GOLDEN)
-    z = _mix(z + np.uint64(row) * _GOLDEN)
-    return _mix(z + np.uint64(l) * _GOLDEN)
+    return _row_base(_call_state(hyper), row, l)
 
 
 @jit_serial
@@ -85,7 +102,24 @@ def threshold(p):
 @jit_serial
 def kept(base, unit, thr):
     """Whether unit ``unit`` of the layer whose state is ``base`` is kept."""
-    return (_mix(base + np.uint64(unit) * _GOLDEN) >> _S40) >= thr
+    return unit_kept(base, unit, thr)
+
+
+# Per call, not per sample: the rate, the call's state, the threshold and the scale
+# (a division). Computed per sample they cost more than a 32-unit row's draws: the
+# masks of 128 rows of 32 units took 76 ns a row that way and 33 ns so (256 units:
+# 257 against 213 ns), measured in cache, float32.
+
+
+@jit_serial
+def _mask_row(a, base, thr, scale, u0):
+    """a[k] *= scale if unit u0 + k is kept, else 0."""
+    zero = a.dtype.type(0.0)
+    for k in range(a.shape[0]):
+        # a[k] read whatever the draw: a load only for kept units became a masked
+        # load (vmaskmovps), 1.2 against 0.84 ns a unit
+        x = a[k] * scale
+        a[k] = x if kept(base, u0 + k, thr) else zero
 
 
 @jit_serial
@@ -95,10 +129,29 @@ def drop_forward(a, hyper, l, row, u0):
     p = rate(hyper, l)
     if p == 0.0:
         return
-    base, thr = layer_base(hyper, row, l), threshold(p)
-    scale, zero = a.dtype.type(1.0 / (1.0 - p)), a.dtype.type(0.0)
-    for k in range(a.shape[0]):
-        a[k] = a[k] * scale if kept(base, u0 + k, thr) else zero
+    _mask_row(a, layer_base(hyper, row, l), threshold(p), a.dtype.type(1.0 / (1.0 - p)), u0)
+
+
+@jit_serial
+def drop_forward_rows(A, s0, s1, u0, u1, hyper, l, order, first):
+    """``drop_forward`` of units u0 .. u1 - 1 of the rows s0 .. s1 - 1 of the batch
+    block A (row s: the sample in data row order[first + s])."""
+    p = rate(hyper, l)
+    if p == 0.0:
+        return
+    state, thr, scale = _call_state(hyper), threshold(p), A.dtype.type(1.0 / (1.0 - p))
+    for s in range(s0, s1):
+        _mask_row(A[s, u0:u1], _row_base(state, order[first + s], l), thr, scale, u0)
+
+
+# The backward loops are written out twice, for one sample's 1-D rows (online) and
+# for a batch's 2-D blocks: a call per row with three row views took 134-147 ns a
+# 32-unit row (relu, sigmoid), the loops over the blocks 21-36 ns, measured in
+# cache, float32. Each unit's value is computed whatever its draw and then selected,
+# every load unconditional: loops that vectorise (a load only where kept became a
+# masked load). Relu draws nothing: a kept unit with z > 0 has a = z / (1 - p) > 0,
+# a dropped one or z <= 0 has a = 0, where relu' o m is 0 either way (the same
+# numbers as the draws give).
 
 
 @jit_serial
@@ -111,26 +164,66 @@ def drop_backward(z, a, delta, code, hyper, l, row):
     dt = delta.dtype.type
     scale, keep, one, zero = dt(1.0 / (1.0 - p)), dt(1.0 - p), dt(1.0), dt(0.0)
     if code == RELU:
-        # No draw needed: a kept unit with z > 0 has a = z / (1 - p) > 0, and a
-        # dropped one or z <= 0 has a = 0, where relu' o mask is 0 either way (the
-        # same numbers as the draw gives; a loop that vectorises: the draws took
-        # ~4% of a batch-32 epoch on 784-256-128-10, measured).
         for k in range(delta.shape[0]):
-            delta[k] = delta[k] * scale if a[k] > zero else zero
+            d = delta[k] * scale
+            delta[k] = d if a[k] > zero else zero
         return
     base, thr = layer_base(hyper, row, l), threshold(p)
-    for k in range(delta.shape[0]):
-        if not kept(base, k, thr):
-            delta[k] = zero
-            continue
-        d = delta[k] * scale
+    if code == SIGMOID:
+        for k in range(delta.shape[0]):
+            a_k = a[k] * keep
+            d = delta[k] * scale * (a_k * (one - a_k))
+            delta[k] = d if kept(base, k, thr) else zero
+    elif code == TANH:
+        for k in range(delta.shape[0]):
+            a_k = a[k] * keep
+            d = delta[k] * scale * (one - a_k * a_k)
+            delta[k] = d if kept(base, k, thr) else zero
+    elif code == LEAKY_RELU:  # from z, as scale_by_derivative
+        slope = dt(LEAKY_SLOPE)
+        for k in range(delta.shape[0]):
+            d = delta[k] * scale
+            d = d if z[k] > 0 else d * slope
+            delta[k] = d if kept(base, k, thr) else zero
+    else:  # LINEAR: s' = 1
+        for k in range(delta.shape[0]):
+            d = delta[k] * scale
+            delta[k] = d if kept(base, k, thr) else zero
+
+
+@jit_serial
+def drop_backward_rows(Z, A, D, s0, s1, code, hyper, l, order, first):
+    """``drop_backward`` of the rows s0 .. s1 - 1 of the batch blocks Z, A, D of
+    layer l (row s: the sample in data row order[first + s])."""
+    p = rate(hyper, l)
+    dt = D.dtype.type
+    scale, keep, one, zero = dt(1.0 / (1.0 - p)), dt(1.0 - p), dt(1.0), dt(0.0)
+    n = D.shape[1]
+    if code == RELU:
+        for s in range(s0, s1):
+            for k in range(n):
+                d = D[s, k] * scale
+                D[s, k] = d if A[s, k] > zero else zero
+        return
+    state, thr, slope = _call_state(hyper), threshold(p), dt(LEAKY_SLOPE)
+    for s in range(s0, s1):
+        base = _row_base(state, order[first + s], l)
         if code == SIGMOID:
-            a_k = a[k] * keep
-            d *= a_k * (one - a_k)
+            for k in range(n):
+                a_k = A[s, k] * keep
+                d = D[s, k] * scale * (a_k * (one - a_k))
+                D[s, k] = d if kept(base, k, thr) else zero
         elif code == TANH:
-            a_k = a[k] * keep
-            d *= one - a_k * a_k
+            for k in range(n):
+                a_k = A[s, k] * keep
+                d = D[s, k] * scale * (one - a_k * a_k)
+                D[s, k] = d if kept(base, k, thr) else zero
         elif code == LEAKY_RELU:  # from z, as scale_by_derivative
-            if not z[k] > 0:
-                d = d * dt(LEAKY_SLOPE)
-        delta[k] = d
+            for k in range(n):
+                d = D[s, k] * scale
+                d = d if Z[s, k] > 0 else d * slope
+                D[s, k] = d if kept(base, k, thr) else zero
+        else:  # LINEAR: s' = 1
+            for k in range(n):
+                d = D[s, k] * scale
+                D[s, k] = d if kept(base, k, thr) else zero

@@ -6,7 +6,7 @@ import numpy as np
 from fastbp.kernels._jit import jit_serial
 from fastbp.kernels.activations import activate
 from fastbp.kernels.codes import N_HYPER
-from fastbp.kernels.dropout import drop_forward
+from fastbp.kernels.dropout import drop_forward, rate
 from fastbp.kernels.layout import BOFF, SIZE, UNIT, WOFF
 from fastbp.kernels.tiles import matvec
 
@@ -37,7 +37,7 @@ def forward_sample(params, layout, codes, a, z, hyper, row):
             for i in range(n_out):
                 z_l[i] += params[b_off + i]
         activate(z_l, a[start : start + n_out], codes[0] if l < n_layers else codes[1])
-        if l < n_layers:
+        if l < n_layers and rate(hyper, l) > 0.0:  # before the view: train_epoch_online
             drop_forward(a[start : start + n_out], hyper, l, row, 0)
 
 

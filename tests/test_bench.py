@@ -473,7 +473,8 @@ def test_python_m_bench_every_installed_peer():
     )
     assert proc.returncode == 0, proc.stderr
     result = json.loads(proc.stdout)
-    assert set(result["frameworks"]) == set(grid.FRAMEWORKS)
+    # fastbp-dropout runs with --dropout only
+    assert set(result["frameworks"]) == set(grid.FRAMEWORKS) - {"fastbp-dropout"}
     for info in result["frameworks"].values():
         assert info["status"] in ("ok", "skipped")
     assert not [r for r in result["results"] if r["status"] == "error"]

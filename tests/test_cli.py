@@ -244,9 +244,10 @@ def test_default_recipe_reaches_97_percent(capsys, tmp_path):
 @pytest.mark.slow
 def test_default_recipe_with_dropout_reaches_97_percent(capsys, tmp_path):
     """The README's dropout run: the digits recipe with dropout 0.2 on both hidden
-    layers still holds out >= 97% (measured: 0.9805)."""
+    layers and lr 0.03 still holds out >= 97% (measured: 0.9833; 28 of seeds 0-29
+    reach 97%, where lr 0.05 left 12 of seeds 0-39 under it)."""
     model_path = tmp_path / "dropout.npz"
-    status, out, err = run(capsys, "train", "--dropout", "0.2", "--no-progress",
+    status, out, err = run(capsys, "train", "--dropout", "0.2", "--lr", "0.03", "--no-progress",
                            "--output-model", model_path)
     assert status == 0, err
     assert "dropout=[0.2, 0.2]" in out  # the model line

@@ -78,10 +78,14 @@ SCRIPT = textwrap.dedent(
         if job.pop("weighted", False):
             job["sample_weight"] = rng.uniform(0.0, 2.0, n)
         model = fastbp.Model([6, 9, 3], output="softmax", loss="cross_entropy",
-                             dtype=dtype, seed=1, dropout=job.pop("dropout", 0.0))
+                             dtype=dtype, seed=job.pop("seed", 1),
+                             dropout=job.pop("dropout", 0.0))
         resume = job.pop("resume", None)
         if resume:
             model = fastbp.Model.load(resume)
+        save_init = job.pop("save_init", None)
+        if save_init and rank == 0:  # rank 0's state before the fit
+            model.save(save_init)
         if job.pop("step_lr", False):
             job["lr_schedule"] = schedules.StepLR(2, gamma=0.5)
         cbs = []
@@ -194,6 +198,17 @@ def test_deterministic_mode_gives_the_same_bits_at_any_rank_count(every_optimize
         assert np.array_equal(model._optimizer.buf2, one._optimizer.buf2)
         assert model._optimizer.step == one._optimizer.step
         assert history["history"]["loss"] == one_history["history"]["loss"]
+
+
+def test_a_model_without_a_seed_drops_with_rank_0s_key(tmp_path):
+    """seed=None: each rank's model draws its own dropout key; rank 0's goes to every
+    rank with its parameters, so 2 ranks take the masks 1 takes from the same state
+    (each rank keeping its own key failed this)."""
+    init = str(tmp_path / "init.npz")
+    job = dict(epochs=2, batch_size=16, optimizer="adam", dropout=0.5)
+    (two, _), = results(tmp_path, 2, [dict(job, seed=None, save_init=init)])
+    (one, _), = results(tmp_path, 1, [dict(job, resume=init)])
+    assert np.array_equal(one.params, two.params)
 
 
 @pytest.mark.parametrize("k", range(len(EVERY_OPTIMIZER)))

@@ -49,6 +49,20 @@ def test_kernel_masks_are_the_references_and_drop_at_rate_p(p):
         assert not np.array_equal(base, reference.dropout_keep(*other, 1000, 0.5))
 
 
+def test_draws_of_other_rows_and_units_are_independent():
+    """4000 rows x 64 units at p = 0.5: each unit's drop share over the rows, and
+    the share of units dropped both by neighbouring rows and next to each other,
+    are within 5 standard deviations of p and p^2 (rows whose draws were shifted
+    copies of each other, or a unit counter that leaked through the mixer, would
+    agree far more often)."""
+    p, rows, n = 0.5, 4000, 64
+    drop = ~np.array([reference.dropout_keep(11, 3, r, 1, n, p) for r in range(rows)])
+    assert np.all(np.abs(drop.mean(axis=0) - p) < 5 * np.sqrt(p * (1 - p) / rows))
+    q = p * p
+    for both in (drop[1:] & drop[:-1], drop[:, 1:] & drop[:, :-1]):
+        assert abs(both.mean() - q) < 5 * np.sqrt(q * (1 - q) / both.size)
+
+
 def test_a_units_mask_does_not_depend_on_where_its_part_starts():
     """The first layer is cut into parts by units: unit u's draw is the same
     whether its part starts at 0 or at u0."""
